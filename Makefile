@@ -1,0 +1,49 @@
+# The two commands of the README are `make lab` and `make test`; every other target is
+# a step they share, each idempotent, so a fresh Debian 12 machine needs nothing else.
+SHELL := /bin/bash
+VENV  := .venv
+PY    := $(VENV)/bin/python
+APT_PACKAGES := systemd-container iproute2 gzip tar
+
+.PHONY: deps venv artifacts lab test lint unit integration down bench clean
+
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
+	@# apt-get download (artifacts) needs the package lists.
+	@apt-cache show etcd-server >/dev/null 2>&1 || apt-get update -qq
+
+$(VENV)/.stamp: requirements.txt
+	python3.11 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	touch $@
+
+venv: $(VENV)/.stamp
+
+artifacts: deps venv
+	scripts/build-artifacts
+
+# Main job: a lab of 3 etcd nodes (+ a CA node), left running to explore.
+lab: deps venv artifacts
+	./lab up --apply
+
+# Every test: lint, then the three tiers.
+test: deps venv artifacts
+	$(MAKE) --no-print-directory lint
+	$(PY) -m pytest tests
+
+lint:
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/yamllint -s .
+	find salt pillar -name '*.sls' -o -name '*.jinja' | xargs $(VENV)/bin/salt-lint
+
+down:
+	./lab down --all
+
+bench: deps venv artifacts
+	$(PY) -m benchmarks.lab_up
+
+clean: down
+	rm -rf $(VENV) artifacts
