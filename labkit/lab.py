@@ -10,7 +10,7 @@ from labkit import mirror, network, node, pillar
 from labkit.errors import LabError
 from labkit.master import DetachedMaster, stop_master
 from labkit.preflight import VENV, check_host
-from labkit.sh import ok, run
+from labkit.sh import run
 from labkit.state import RunState
 
 
@@ -65,7 +65,9 @@ def wait_minions(state, names=None, timeout=60.0):
             return
         time.sleep(0.3)
     missing = ", ".join(sorted(set(names) - answered))
-    raise LabError(f"minions did not answer within {timeout:.0f}s: {missing} (see ./lab exec NODE journalctl -u salt-minion)")
+    raise LabError(
+        f"minions did not answer within {timeout:.0f}s: {missing} (see ./lab exec NODE journalctl -u salt-minion)"
+    )
 
 
 def teardown(state):

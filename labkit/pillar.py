@@ -5,7 +5,6 @@ can change it (`./lab pillar set etcd:members:etcd4 '{address: 10.213.1.14}'`) a
 refresh pillar: no template, no second top.sls in base.
 """
 
-
 import yaml
 
 from labkit import mirror
