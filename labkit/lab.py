@@ -6,7 +6,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from labkit import mirror, network, node, pillar
+from labkit import mirror, network, node, pillar  # noqa: F401  (pillar: used by apply)
 from labkit.errors import LabError
 from labkit.master import DetachedMaster, stop_master
 from labkit.preflight import VENV, check_host

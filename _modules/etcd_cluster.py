@@ -1,0 +1,336 @@
+"""Execution functions for an etcd cluster managed by etcd-formula.
+
+Thin wrappers: the settings model lives in ``_utils/etcd_settings.py``, the v3 JSON
+gateway client in ``_utils/etcd_client.py``.
+"""
+
+import concurrent.futures
+import os
+import sys
+
+# Synced _utils modules are imported by name: drop cached copies so that a
+# `saltutil.sync_all` takes effect in a long-running minion.
+for _name in ("etcd_settings", "etcd_releases", "etcd_client", "etcd_node"):
+    sys.modules.pop(_name, None)
+
+import etcd_client  # noqa: E402
+import etcd_node  # noqa: E402
+import etcd_settings  # noqa: E402
+
+try:
+    import salt.utils.secret
+
+    _HAS_SECRET = True
+except ImportError:  # Salt before 3008 does not mask pillar
+    _HAS_SECRET = False
+
+__virtualname__ = "etcd_cluster"
+
+GRAIN = "etcd_cluster_ids"
+
+
+def __virtual__():
+    return __virtualname__
+
+
+def _pillar_etcd():
+    # pillar.get masks every value outside templates (Salt 3008); read plain values.
+    raw = __pillar__.get("etcd", {})
+    return salt.utils.secret.expose(raw) if _HAS_SECRET else raw
+
+
+def settings():
+    """
+    The merged settings of this minion: defaults, OS family, pillar ``etcd:lookup``,
+    pillar ``etcd``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt 'etcd*' etcd_cluster.settings
+    """
+    return etcd_settings.merge(_pillar_etcd(), __grains__.get("os_family"))
+
+
+def validate():
+    """
+    Check this minion's settings; errors and warnings name the pillar key and the fix.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt 'etcd*' etcd_cluster.validate
+    """
+    s = settings()
+    return etcd_settings.validate(_pillar_etcd(), s, __opts__["id"], etcd_node.has_etcd(s))
+
+
+def env(name=None):
+    """
+    The ETCD_* environment this member's unit runs with.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt etcd1 etcd_cluster.env
+    """
+    s = settings()
+    return etcd_settings.flags(s, name or __opts__["id"])
+
+
+def _client(s=None):
+    s = s or settings()
+    return etcd_client.Client(etcd_settings.endpoints(s, __opts__["id"]), timeout=s["service"]["probe_timeout"])
+
+
+def _member_view(m):
+    return {
+        "id": etcd_client.member_hex(m["id"]),
+        "name": m["name"],
+        "peer_urls": m["peer_urls"],
+        "client_urls": m["client_urls"],
+        "is_learner": m["is_learner"],
+        "started": bool(m["client_urls"]),
+    }
+
+
+def members(endpoint=None):
+    """
+    The live members, as the cluster reports them (first endpoint that answers).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt etcd1 etcd_cluster.members
+    """
+    listing = _client().member_list(endpoint)
+    return {
+        "cluster_id": etcd_client.member_hex(listing["cluster_id"]),
+        "members": [_member_view(m) for m in listing["members"]],
+    }
+
+
+def probe():
+    """
+    Ask every pillar member for the member list, in parallel and bounded by
+    ``etcd:service:probe_timeout``; report who answered and what they said.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt etcd1 etcd_cluster.probe
+    """
+    s = settings()
+    c = _client(s)
+    urls = {n: etcd_settings.client_url(s, n) for n in s["members"]}
+
+    def ask(url):
+        try:
+            return c.member_list(url)
+        except etcd_client.EtcdError:
+            return None
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(urls))) as pool:
+        answers = dict(zip(urls, pool.map(ask, urls.values()), strict=True))
+    answered = {n: a for n, a in answers.items() if a}
+    return {
+        "answered": sorted(answered),
+        "cluster_ids": sorted({etcd_client.member_hex(a["cluster_id"]) for a in answered.values()}),
+        "members": [_member_view(m) for m in next(iter(answered.values()))["members"]] if answered else [],
+    }
+
+
+def recorded_cluster_id():
+    """
+    The cluster ID recorded on this minion for its site, once the cluster formed.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt etcd1 etcd_cluster.recorded_cluster_id
+    """
+    name = settings()["cluster"].get("name")
+    return (__grains__.get(GRAIN) or {}).get(name)
+
+
+def record_cluster_id(cluster_id):
+    """
+    Record the cluster ID for this site (a grain, published to the mine for the master).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt etcd1 etcd_cluster.record_cluster_id 8e9e05c52164694d
+    """
+    name = settings()["cluster"]["name"]
+    ids = dict(__grains__.get(GRAIN) or {})
+    if ids.get(name) != cluster_id:
+        ids[name] = cluster_id
+        __salt__["grains.setval"](GRAIN, ids)
+    if __opts__.get("file_client") != "local":
+        __salt__["mine.send"]("etcd_cluster.recorded_cluster_id")
+    return cluster_id
+
+
+def _recorded_anywhere(s):
+    ids = set()
+    own = recorded_cluster_id()
+    if own:
+        ids.add(own)
+    if __opts__.get("file_client") != "local":
+        mined = __salt__["mine.get"](",".join(s["members"]), "etcd_cluster.recorded_cluster_id", tgt_type="list")
+        ids.update(v for v in (mined or {}).values() if v)
+    return sorted(ids)
+
+
+def bootstrap_plan():
+    """
+    How this member's etcd may start when it is not running: ``start`` (it has data),
+    ``new`` (bootstrap a new cluster), ``join`` (listed in the live cluster, never
+    started) or ``refuse`` (with the reason and the fix).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt etcd1 etcd_cluster.bootstrap_plan
+    """
+    s = settings()
+    me = __opts__["id"]
+    if etcd_node.has_data(s["paths"]["data"]):
+        return {"action": "start", "reason": f"{s['paths']['data']} holds this member's data"}
+    live = probe()
+    if live["answered"]:
+        mine = etcd_settings.peer_url(s, me)
+        listed = [m for m in live["members"] if m["name"] == me or mine in m["peer_urls"]]
+        if not listed:
+            return {
+                "action": "refuse",
+                "reason": f"cluster {', '.join(live['cluster_ids'])} is running without {me}; "
+                "a new member joins through a membership change (see README: Scale out)",
+            }
+        if listed[0]["started"]:
+            return {
+                "action": "refuse",
+                "reason": f"{me} is a started member of cluster {', '.join(live['cluster_ids'])} but "
+                f"{s['paths']['data']} is empty: its data is lost. Replace the member (README: Replace a "
+                "failed member); never re-bootstrap it",
+            }
+        return {"action": "join", "reason": f"{me} is listed in the live cluster and has not started yet"}
+    recorded = _recorded_anywhere(s)
+    if recorded:
+        return {
+            "action": "refuse",
+            "reason": f"no member answers, but cluster {', '.join(recorded)} was formed for site "
+            f"{s['cluster']['name']}: refusing to bootstrap a second cluster. Bring its members back",
+        }
+    if not s["cluster"].get("bootstrap"):
+        return {
+            "action": "refuse",
+            "reason": "no member answers and `etcd:cluster:bootstrap` is false: set it to true for the "
+            "first apply of a new cluster",
+        }
+    return {"action": "new", "reason": "no member answers, no data, no recorded cluster: bootstrap allowed"}
+
+
+def healthy():
+    """
+    Whether the cluster is healthy: every pillar member listed and started, one cluster
+    ID, a leader, no alarms, no learners, and this member answering.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt etcd1 etcd_cluster.healthy
+    """
+    s = settings()
+    me = __opts__["id"]
+    c = _client(s)
+    problems = []
+    local = etcd_settings.local_endpoint(s, me) if me in s["members"] else None
+    if local and not c.health(local):
+        problems.append(f"{me} does not serve on {local}")
+    try:
+        listing = c.member_list(local)
+    except etcd_client.EtcdError as exc:
+        return {"healthy": False, "problems": problems + [f"member list failed: {exc}"]}
+    by_name = {m["name"]: m for m in listing["members"]}
+    for name in s["members"]:
+        if name not in by_name:
+            problems.append(f"{name} is not a started member")
+        elif not by_name[name]["client_urls"]:
+            problems.append(f"{name} never started")
+    problems += [
+        f"{m['name'] or etcd_client.member_hex(m['id'])} is a learner" for m in listing["members"] if m["is_learner"]
+    ]
+    cluster_ids, leaders = set(), set()
+    for m in listing["members"]:
+        for url in m["client_urls"][:1]:
+            try:
+                st = c.status(url)
+            except etcd_client.EtcdError:
+                problems.append(f"{m['name']} does not answer on {url}")
+                continue
+            cluster_ids.add(st["cluster_id"])
+            leaders.add(st["leader"])
+    if len(cluster_ids) > 1:
+        problems.append(f"members report {len(cluster_ids)} cluster IDs")
+    if not leaders or 0 in leaders or len(leaders) > 1:
+        problems.append("no agreed leader")
+    try:
+        alarms = c.alarms(local)
+    except etcd_client.EtcdError:
+        alarms = []
+    problems += [f"alarm {a['alarm']} on member {etcd_client.member_hex(a['member_id'])}" for a in alarms]
+    return {
+        "healthy": not problems,
+        "problems": problems,
+        "cluster_id": etcd_client.member_hex(listing["cluster_id"]),
+        "members": sorted(by_name),
+    }
+
+
+def data_present():
+    """
+    Whether this node's data dir holds an etcd member.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt 'etcd*' etcd_cluster.data_present
+    """
+    return etcd_node.has_data(settings()["paths"]["data"])
+
+
+def local_version():
+    """
+    The version the local etcd process serves (``/version``), or None when it is down.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt 'etcd*' etcd_cluster.local_version
+    """
+    s = settings()
+    try:
+        return _client(s).version(etcd_settings.local_endpoint(s, __opts__["id"]))["etcdserver"]
+    except (etcd_client.EtcdError, KeyError):
+        return None
+
+
+def state_dir():
+    return settings()["paths"]["state"]
+
+
+def fingerprint_path():
+    return os.path.join(state_dir(), "started.json")

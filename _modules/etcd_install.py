@@ -1,0 +1,136 @@
+"""Fetch, verify and install etcd releases: versioned directories, atomic switch.
+
+Layout: ``<install>/<version>/{etcd,etcdctl,etcdutl}`` per release, and links in
+``<bin>`` pointing at the active one. A new version is staged beside the old; the
+links switch in one rename each, so a crash never leaves a half-written binary.
+"""
+
+import os
+import shutil
+import sys
+import tarfile
+import tempfile
+
+for _name in ("etcd_settings", "etcd_releases", "etcd_node"):
+    sys.modules.pop(_name, None)
+
+import etcd_node  # noqa: E402
+import etcd_releases  # noqa: E402
+from salt.exceptions import CommandExecutionError  # noqa: E402
+
+__virtualname__ = "etcd_install"
+
+BINARIES = ("etcd", "etcdctl", "etcdutl")
+
+
+def __virtual__():
+    return __virtualname__
+
+
+def active_version(bin_dir="/usr/local/bin"):
+    """
+    The version the active ``etcd`` binary reports about itself (None if absent).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt 'etcd*' etcd_install.active_version
+    """
+    return etcd_node.binary_version(os.path.join(bin_dir, "etcd"))
+
+
+def staged(version, install_dir="/opt/etcd"):
+    """
+    Whether ``<install_dir>/<version>`` holds a binary that reports that version.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt 'etcd*' etcd_install.staged 3.5.33
+    """
+    return etcd_node.binary_version(os.path.join(install_dir, version, "etcd")) == version
+
+
+def fetch(version, url, sha256, install_dir="/opt/etcd"):
+    """
+    Download the release tarball, refuse it unless its sha256 matches, and unpack it into
+    ``<install_dir>/<version>``. Nothing outside a temporary directory changes before the
+    checksum is verified.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt etcd1 etcd_install.fetch 3.5.33 https://mirror/etcd-v3.5.33-linux-amd64.tar.gz <sha256>
+    """
+    if etcd_releases.parse(version) is None:
+        raise CommandExecutionError(f"etcd version {version!r} is not X.Y.Z")
+    url = url.format(version=version)
+    os.makedirs(install_dir, mode=0o755, exist_ok=True)
+    work = tempfile.mkdtemp(prefix=f".fetch-{version}-", dir=install_dir)
+    try:
+        tarball = os.path.join(work, etcd_releases.tarball_name(version))
+        got = __salt__["cp.get_url"](url, tarball)
+        if not got or not os.path.exists(tarball):
+            raise CommandExecutionError(f"could not download {url}: check etcd:source:url")
+        digest = etcd_node.sha256_file(tarball)
+        if digest != sha256.lower():
+            raise CommandExecutionError(
+                f"checksum mismatch for {url}: got sha256 {digest}, expected {sha256}; refused, nothing installed. "
+                f"Fix etcd:source:checksums:{version} or the mirror's file"
+            )
+        unpacked = os.path.join(work, "unpacked")
+        with tarfile.open(tarball) as tar:
+            tar.extractall(unpacked, filter="data")
+        top = os.path.join(unpacked, f"etcd-v{version}-linux-amd64")
+        if not os.path.isfile(os.path.join(top, "etcd")):
+            raise CommandExecutionError(f"{url} has no etcd-v{version}-linux-amd64/etcd: not an etcd release tarball")
+        dest = os.path.join(work, version)
+        os.makedirs(dest, mode=0o755)
+        for binary in BINARIES:
+            src = os.path.join(top, binary)
+            if os.path.isfile(src):
+                shutil.copy2(src, os.path.join(dest, binary))
+                os.chmod(os.path.join(dest, binary), 0o755)
+        reported = etcd_node.binary_version(os.path.join(dest, "etcd"))
+        if reported != version:
+            raise CommandExecutionError(f"{url}: its etcd reports version {reported}, not {version}")
+        final = os.path.join(install_dir, version)
+        if os.path.isdir(final):
+            shutil.rmtree(final)
+        os.rename(dest, final)
+        return final
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def activate(version, install_dir="/opt/etcd", bin_dir="/usr/local/bin"):
+    """
+    Point ``<bin_dir>/{etcd,etcdctl,etcdutl}`` at ``<install_dir>/<version>``, one atomic
+    rename per link. A binary the release lacks (3.4 has no etcdutl) loses its link.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt etcd1 etcd_install.activate 3.5.33
+    """
+    src_dir = os.path.join(install_dir, version)
+    if not staged(version, install_dir):
+        raise CommandExecutionError(f"etcd {version} is not staged in {src_dir}")
+    os.makedirs(bin_dir, mode=0o755, exist_ok=True)
+    for binary in BINARIES:
+        link = os.path.join(bin_dir, binary)
+        target = os.path.join(src_dir, binary)
+        if not os.path.exists(target):
+            if os.path.islink(link):
+                os.unlink(link)
+            continue
+        tmp = f"{link}.etcd-formula-tmp"
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        os.symlink(target, tmp)
+        os.replace(tmp, link)
+    return active_version(bin_dir)

@@ -1,0 +1,73 @@
+"""State: etcd installed at a version, verified by checksum, switched atomically."""
+
+import sys
+
+for _name in ("etcd_settings", "etcd_releases", "etcd_node"):
+    sys.modules.pop(_name, None)
+
+import etcd_releases  # noqa: E402
+from salt.exceptions import CommandExecutionError  # noqa: E402
+
+__virtualname__ = "etcd_install"
+
+
+def __virtual__():
+    return __virtualname__
+
+
+def installed(name, source, checksums=None, install_dir="/opt/etcd", bin_dir="/usr/local/bin", service="etcd"):
+    """
+    Ensure etcd ``name`` (a version) is the active binary.
+
+    The decision reads the installed binary's own ``--version``, never a marker file. A
+    different version is downloaded and verified against its sha256 before anything is
+    unpacked. While the etcd service runs, a new version is only staged beside the old
+    one: the switch belongs to a guarded restart, so a crash keeps running the old one.
+
+    .. code-block:: yaml
+
+        etcd-install:
+          etcd_install.installed:
+            - name: 3.5.33
+            - source: https://github.com/etcd-io/etcd/releases/download/v{version}/etcd-v{version}-linux-amd64.tar.gz
+    """
+    ret = {"name": name, "result": True, "changes": {}, "comment": ""}
+    mod = __salt__
+    active = mod["etcd_install.active_version"](bin_dir)
+    if active == name:
+        ret["comment"] = f"etcd {name} is installed"
+        return ret
+    sha256 = etcd_releases.checksum(name, checksums)
+    if not sha256:
+        ret["result"] = False
+        ret["comment"] = f"no sha256 known for etcd {name}: add etcd:source:checksums:{name}"
+        return ret
+    running = bool(mod["service.status"](service)) if active else False
+    is_staged = mod["etcd_install.staged"](name, install_dir)
+    switch = not running
+    if __opts__["test"]:
+        ret["result"] = None
+        steps = [] if is_staged else [f"download and verify etcd {name}"]
+        steps.append(
+            f"switch {bin_dir}/etcd from {active or 'nothing'} to {name}" if switch else "stage it (restart pending)"
+        )
+        ret["comment"] = "would " + ", then ".join(steps)
+        ret["changes"] = {"version": {"old": active, "new": name}}
+        return ret
+    try:
+        if not is_staged:
+            mod["etcd_install.fetch"](name, source, sha256, install_dir)
+            ret["changes"]["staged"] = name
+        if switch:
+            now = mod["etcd_install.activate"](name, install_dir, bin_dir)
+            ret["changes"]["version"] = {"old": active, "new": now}
+            ret["comment"] = f"etcd {now} installed"
+        else:
+            ret["comment"] = (
+                f"etcd {name} staged in {install_dir}/{name}; etcd {active} keeps running: restart pending "
+                "(the switch happens in a guarded restart)"
+            )
+    except CommandExecutionError as exc:
+        ret["result"] = False
+        ret["comment"] = str(exc)
+    return ret

@@ -1,0 +1,340 @@
+"""The formula's settings: defaults, merge with pillar, validation, and derived values.
+
+This is the one place that knows the defaults. `map.jinja` gets the merged settings from
+`etcd_cluster.settings`, and every execution and state function reads the same dict, so
+the SLS files, the templates and the health checks can never disagree on a path or port.
+"""
+
+import copy
+import difflib
+import ipaddress
+
+try:  # loaded by Salt's loader as `etcd_settings`, or imported directly by unit tests
+    import etcd_releases
+except ImportError:  # pragma: no cover
+    from _utils import etcd_releases
+
+# The seed's values (the vendor guide's flags); heartbeat/election in ms.
+DEFAULTS = {
+    "cluster": {"name": None, "token": None, "bootstrap": False},
+    "members": {},
+    "advertise": "ip",
+    "listen_localhost": True,
+    "ports": {"client": 2379, "peer": 2380},
+    "version": etcd_releases.DEFAULT_VERSION,
+    "source": {"url": etcd_releases.UPSTREAM_URL, "checksums": {}},
+    "paths": {
+        "install": "/opt/etcd",
+        "bin": "/usr/local/bin",
+        "config_dir": "/etc/etcd",
+        "data": "/var/lib/etcd",
+        "unit": "/etc/systemd/system/etcd.service",
+        "state": "/var/lib/etcd-formula",
+    },
+    "user": "etcd",
+    "group": "etcd",
+    "service": {"name": "etcd", "start_timeout": 120, "probe_timeout": 2, "health_timeout": 120},
+    "tuning": {
+        "heartbeat_interval": 500,
+        "election_timeout": 5000,
+        "snapshot_count": 100000,
+        "max_snapshots": 10,
+        "max_wals": 10,
+        "quota_backend_bytes": 8 * 1024**3,
+        "auto_compaction_mode": "revision",
+        "auto_compaction_retention": "20000",
+    },
+    "extra_flags": {},
+    "lookup": {},
+}
+OS_FAMILY = {"Debian": {}, "RedHat": {}, "Suse": {}, "Arch": {}}
+MEMBER_KEYS = {"address": None, "fqdn": None}
+# Maps whose keys are the user's own (minion ids, versions, flag names): no typo check.
+FREE_MAPS = {"members", "source:checksums", "extra_flags", "lookup"}
+ADVERTISE_MODES = ("ip", "fqdn")
+COMPACTION_MODES = ("revision", "periodic")
+MAX_QUOTA = 8 * 1024**3
+# Flags the formula renders itself: in extra_flags they would fight the managed value.
+MANAGED_FLAGS = {
+    "name", "data-dir", "listen-client-urls", "advertise-client-urls", "listen-peer-urls",
+    "initial-advertise-peer-urls", "initial-cluster", "initial-cluster-token",
+    "initial-cluster-state",
+}  # fmt: skip
+
+
+def _merge(base, over):
+    for key, value in (over or {}).items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = copy.deepcopy(value)
+    return base
+
+
+def merge(pillar_etcd, os_family=None):
+    """defaults → OS family → pillar `etcd:lookup` → pillar `etcd`, like template-formula."""
+    settings = copy.deepcopy(DEFAULTS)
+    _merge(settings, OS_FAMILY.get(os_family or "", {}))
+    pillar_etcd = pillar_etcd if isinstance(pillar_etcd, dict) else {}
+    lookup = pillar_etcd.get("lookup")
+    if isinstance(lookup, dict):
+        _merge(settings, lookup)
+    _merge(settings, {k: v for k, v in pillar_etcd.items() if k != "lookup"})
+    if not settings["cluster"].get("token") and settings["cluster"].get("name"):
+        settings["cluster"]["token"] = f"{settings['cluster']['name']}-etcd"
+    return settings
+
+
+class Findings:
+    """Errors and warnings, each naming the pillar key and the fix."""
+
+    def __init__(self):
+        self.errors, self.warnings = [], []
+
+    def error(self, key, message, fix):
+        self.errors.append({"key": f"etcd:{key}", "message": message, "fix": fix})
+
+    def warn(self, key, message, fix):
+        self.warnings.append({"key": f"etcd:{key}", "message": message, "fix": fix})
+
+    def as_dict(self):
+        return {"valid": not self.errors, "errors": self.errors, "warnings": self.warnings}
+
+
+def _unknown_keys(given, schema, path, findings):
+    for key, value in (given or {}).items():
+        full = f"{path}:{key}" if path else str(key)
+        if full in FREE_MAPS:
+            continue
+        if key not in schema:
+            near = difflib.get_close_matches(str(key), [str(k) for k in schema], n=1)
+            hint = f"did you mean `{(path + ':') if path else ''}{near[0]}`?" if near else "remove it"
+            findings.error(full, f"unknown key `etcd:{full}`", hint)
+        elif isinstance(schema[key], dict) and isinstance(value, dict):
+            _unknown_keys(value, schema[key], full, findings)
+
+
+def _int(findings, key, value, low, high, fix):
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        findings.error(key, f"must be a whole number from {low} to {high}, not {value!r}", fix)
+        return None
+    return value
+
+
+def validate(pillar_etcd, settings, minion_id, node_has_etcd=False):
+    """Check merged settings before anything changes; return {valid, errors, warnings}.
+
+    `node_has_etcd`: the node holds etcd data or a unit. A minion that does, but is no
+    longer a member, is *leaving* (handled by membership changes), not misconfigured.
+    """
+    f = Findings()
+    schema = dict(DEFAULTS)
+    _unknown_keys(pillar_etcd if isinstance(pillar_etcd, dict) else {}, schema, "", f)
+
+    cluster = settings.get("cluster") or {}
+    if not cluster.get("name"):
+        f.error("cluster:name", "the cluster has no name", "set `etcd:cluster:name` (e.g. storageos)")
+
+    members = settings.get("members")
+    if not isinstance(members, dict) or not members:
+        f.error(
+            "members",
+            "no members are listed",
+            "list each member under `etcd:members` as `<minion id>: {address: <IP>}`",
+        )
+        members = {}
+    seen = {}
+    for name, member in members.items():
+        key = f"members:{name}"
+        if not isinstance(member, dict):
+            f.error(key, f"member {name} must be a mapping", f"write `etcd:members:{name}: {{address: <IP>}}`")
+            continue
+        for mk in member:
+            if mk not in MEMBER_KEYS:
+                near = difflib.get_close_matches(str(mk), list(MEMBER_KEYS), n=1)
+                fix = f"did you mean `{key}:{near[0]}`?" if near else "remove it"
+                f.error(f"{key}:{mk}", f"unknown key `etcd:{key}:{mk}`", fix)
+        addr = member.get("address")
+        try:
+            ipaddress.ip_address(str(addr))
+        except ValueError:
+            f.error(f"{key}:address", f"{addr!r} is not an IP address", f"set `etcd:{key}:address` to the member's IP")
+            continue
+        if str(addr) in seen:
+            f.error(
+                f"{key}:address", f"{addr} is also the address of {seen[str(addr)]}", "give every member its own IP"
+            )
+        seen[str(addr)] = name
+    if members and len(members) % 2 == 0:
+        f.warn(
+            "members", f"{len(members)} members tolerate no more failures than {len(members) - 1}", "use an odd count"
+        )
+    if members and minion_id not in members and not node_has_etcd:
+        f.error(
+            "members",
+            f"this minion ({minion_id}) is not a member and holds no etcd data",
+            f"add `etcd:members:{minion_id}` or stop targeting this minion with etcd",
+        )
+
+    mode = settings.get("advertise")
+    if mode not in ADVERTISE_MODES:
+        f.error("advertise", f"unknown advertise mode {mode!r}", "set `etcd:advertise` to ip or fqdn")
+    elif mode == "fqdn":
+        for name, member in members.items():
+            if isinstance(member, dict) and not member.get("fqdn"):
+                f.error(
+                    f"members:{name}:fqdn",
+                    f"advertise is fqdn but {name} has no fqdn",
+                    f"set `etcd:members:{name}:fqdn`",
+                )
+
+    ports = settings.get("ports") or {}
+    client = _int(f, "ports:client", ports.get("client"), 1, 65535, "use a free TCP port, e.g. 2379")
+    peer = _int(f, "ports:peer", ports.get("peer"), 1, 65535, "use a free TCP port, e.g. 2380")
+    if client and client == peer:
+        f.error("ports:peer", f"client and peer port are both {client}", "use two ports, e.g. 2379 and 2380")
+
+    _validate_release(settings, f)
+    _validate_tuning(settings, f)
+    for flag in settings.get("extra_flags") or {}:
+        if str(flag).lstrip("-") in MANAGED_FLAGS:
+            f.error(f"extra_flags:{flag}", f"--{flag} is set by the formula", "remove it from `etcd:extra_flags`")
+    return f.as_dict()
+
+
+def _validate_release(settings, f):
+    version = settings.get("version")
+    source = settings.get("source") or {}
+    checksums = source.get("checksums") or {}
+    for ver, digest in checksums.items():
+        if not etcd_releases.SHA256_RE.match(str(digest).lower()):
+            f.error(f"source:checksums:{ver}", f"{digest!r} is not a sha256 (64 hex digits)", "copy it from SHA256SUMS")
+    if etcd_releases.parse(version) is None:
+        f.error("version", f"{version!r} is not a version X.Y.Z", "set `etcd:version` like 3.5.33")
+    elif not etcd_releases.checksum(version, checksums):
+        f.error(
+            "source:checksums",
+            f"no sha256 is known for etcd {version}",
+            f"add `etcd:source:checksums:{version}: <sha256 of {etcd_releases.tarball_name(version)}>`",
+        )
+    elif version in etcd_releases.UNSAFE_VERSIONS:
+        f.warn("version", f"etcd {version}: {etcd_releases.UNSAFE_VERSIONS[version]}", "use 3.5.3 or newer")
+    url = str(source.get("url") or "")
+    if not url.startswith(("http://", "https://", "salt://", "file://")):
+        f.error("source:url", f"{url!r} is not an http(s)://, salt:// or file:// URL", "set `etcd:source:url`")
+
+
+def _validate_tuning(settings, f):
+    t = settings.get("tuning") or {}
+    hb = _int(f, "tuning:heartbeat_interval", t.get("heartbeat_interval"), 1, 60000, "etcd's default is 100 (ms)")
+    el = _int(f, "tuning:election_timeout", t.get("election_timeout"), 1, 60000, "etcd's default is 1000 (ms)")
+    if hb and el and el < 5 * hb:
+        f.error(
+            "tuning:election_timeout",
+            f"election timeout {el} ms is under 5 x heartbeat {hb} ms: etcd refuses to start",
+            f"raise `etcd:tuning:election_timeout` to at least {5 * hb}",
+        )
+    for key in ("snapshot_count", "max_snapshots", "max_wals"):
+        _int(f, f"tuning:{key}", t.get(key), 0, 10**9, "use a whole number (0 = unlimited for max_*)")
+    quota = _int(f, "tuning:quota_backend_bytes", t.get("quota_backend_bytes"), 0, 2**40, "use bytes, e.g. 8589934592")
+    if quota and quota > MAX_QUOTA:
+        f.warn("tuning:quota_backend_bytes", f"{quota} bytes is over etcd's suggested 8 GiB", "keep it at most 8 GiB")
+    if t.get("auto_compaction_mode") not in COMPACTION_MODES:
+        f.error(
+            "tuning:auto_compaction_mode",
+            f"{t.get('auto_compaction_mode')!r} is not a mode",
+            "use revision or periodic",
+        )
+
+
+def host_of(settings, name):
+    member = settings["members"][name]
+    return member["fqdn"] if settings["advertise"] == "fqdn" else member["address"]
+
+
+def _url(scheme, host, port):
+    host = f"[{host}]" if ":" in str(host) else host
+    return f"{scheme}://{host}:{port}"
+
+
+def scheme(_settings):
+    return "http"
+
+
+def peer_url(settings, name):
+    return _url(scheme(settings), host_of(settings, name), settings["ports"]["peer"])
+
+
+def client_url(settings, name):
+    return _url(scheme(settings), host_of(settings, name), settings["ports"]["client"])
+
+
+def client_urls(settings):
+    """Every member's advertised client URL, in member order."""
+    return [client_url(settings, n) for n in settings["members"]]
+
+
+def local_endpoint(settings, name):
+    """Where this member's own formula calls go: loopback when etcd listens there."""
+    if settings.get("listen_localhost"):
+        return _url(scheme(settings), "127.0.0.1", settings["ports"]["client"])
+    return _url(scheme(settings), settings["members"][name]["address"], settings["ports"]["client"])
+
+
+def endpoints(settings, me):
+    """Client endpoints for the formula's own calls: this member first (loopback), then the rest."""
+    eps = [local_endpoint(settings, me)] if me in settings["members"] else []
+    return eps + [u for u in client_urls(settings) if u not in eps]
+
+
+def initial_cluster(settings, names=None):
+    names = names if names is not None else list(settings["members"])
+    return ",".join(f"{n}={peer_url(settings, n)}" for n in names)
+
+
+def flags(settings, name, version=None):
+    """The ETCD_* environment for member `name` (etcd reads every flag from ETCD_<FLAG>)."""
+    s, t = settings, settings["tuning"]
+    addr = s["members"][name]["address"]
+    listen_client = [_url(scheme(s), addr, s["ports"]["client"])]
+    if s.get("listen_localhost"):
+        listen_client.append(_url(scheme(s), "127.0.0.1", s["ports"]["client"]))
+    env = {
+        "ETCD_NAME": name,
+        "ETCD_DATA_DIR": s["paths"]["data"],
+        "ETCD_LISTEN_CLIENT_URLS": ",".join(listen_client),
+        "ETCD_ADVERTISE_CLIENT_URLS": client_url(s, name),
+        "ETCD_LISTEN_PEER_URLS": _url(scheme(s), addr, s["ports"]["peer"]),
+        "ETCD_INITIAL_ADVERTISE_PEER_URLS": peer_url(s, name),
+        "ETCD_INITIAL_CLUSTER": initial_cluster(s),
+        "ETCD_INITIAL_CLUSTER_TOKEN": s["cluster"]["token"],
+        # `new` is only ever set by the guarded bootstrap path (a runtime drop-in).
+        "ETCD_INITIAL_CLUSTER_STATE": "existing",
+        "ETCD_HEARTBEAT_INTERVAL": t["heartbeat_interval"],
+        "ETCD_ELECTION_TIMEOUT": t["election_timeout"],
+        "ETCD_SNAPSHOT_COUNT": t["snapshot_count"],
+        "ETCD_MAX_SNAPSHOTS": t["max_snapshots"],
+        "ETCD_MAX_WALS": t["max_wals"],
+        "ETCD_QUOTA_BACKEND_BYTES": t["quota_backend_bytes"],
+        "ETCD_AUTO_COMPACTION_MODE": t["auto_compaction_mode"],
+        "ETCD_AUTO_COMPACTION_RETENTION": t["auto_compaction_retention"],
+        "ETCD_LOGGER": "zap",
+    }
+    if (etcd_releases.parse(version or s["version"]) or (0, 0, 0))[:2] < (3, 5):
+        # 3.5 pre-votes by default; on 3.4 a restarted follower could otherwise force an election.
+        env["ETCD_PRE_VOTE"] = "true"
+    for flag, value in (s.get("extra_flags") or {}).items():
+        key = "ETCD_" + str(flag).lstrip("-").upper().replace("-", "_")
+        env[key] = str(value).lower() if isinstance(value, bool) else value
+    return {k: str(v) for k, v in env.items()}
+
+
+def env_file_text(env):
+    lines = ["# Managed by Salt (etcd-formula): local changes are overwritten."]
+    lines += [f"{k}={v}" for k, v in env.items()]
+    return "\n".join(lines) + "\n"
+
+
+def restart_relevant(env):
+    """The flags whose change needs a restart: etcd ignores --initial-* once it has data."""
+    return {k: v for k, v in env.items() if not k.startswith("ETCD_INITIAL_")}

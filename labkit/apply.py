@@ -1,0 +1,26 @@
+"""`./lab up --apply`: the README's main job, the formula applied to the lab site."""
+
+import subprocess
+import time
+
+from labkit import lab
+from labkit.preflight import VENV
+
+
+def _salt(state, *args):
+    cmd = [str(VENV / "bin/salt"), "-c", state["master"]["conf_dir"], *args]
+    print("$ salt " + " ".join(args), flush=True)
+    return subprocess.run(cmd, check=False).returncode
+
+
+def apply_formula(state):
+    members = ",".join(n for n in lab.pillar.read(state)["etcd"]["members"])
+    start = time.monotonic()
+    rc = _salt(state, "-L", members, "saltutil.sync_all", "--out=quiet")
+    rc = rc or _salt(state, "-L", members, "state.apply", "etcd", "--state-output=terse")
+    print(f"# formula applied in {time.monotonic() - start:.1f}s", flush=True)
+    first = members.split(",")[0]
+    _salt(state, first, "etcd_cluster.members")
+    _salt(state, first, "etcd_cluster.healthy")
+    print(f"\nExplore: ./lab exec {first} etcdctl member list -w table   |   ./lab down", flush=True)
+    return rc

@@ -1,0 +1,56 @@
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ "/map.jinja" import mapdata as etcd with context %}
+
+include:
+  - {{ tplroot }}.install
+
+etcd-config-data-dir-file-directory:
+  file.directory:
+    - name: {{ etcd.paths.data }}
+    - user: {{ etcd.user }}
+    - group: {{ etcd.group }}
+    - mode: '0700'
+    - require:
+      - sls: {{ tplroot }}.install
+
+etcd-config-dir-file-directory:
+  file.directory:
+    - name: {{ etcd.paths.config_dir }}
+    - user: root
+    - group: {{ etcd.group }}
+    - mode: '0750'
+    - require:
+      - sls: {{ tplroot }}.install
+
+etcd-config-env-file-managed:
+  file.managed:
+    - name: {{ etcd.paths.config_dir }}/etcd.env
+    - source: salt://{{ tplroot }}/files/etcd.env.jinja
+    - template: jinja
+    - user: root
+    - group: {{ etcd.group }}
+    - mode: '0640'
+    - context:
+        env: {{ salt['etcd_cluster.env']() | json }}
+    - require:
+      - file: etcd-config-dir-file-directory
+
+etcd-config-unit-file-managed:
+  file.managed:
+    - name: {{ etcd.paths.unit }}
+    - source: salt://{{ tplroot }}/files/etcd.service.jinja
+    - template: jinja
+    - user: root
+    - group: root
+    - mode: '0644'
+    - context:
+        etcd: {{ etcd | json }}
+    - require:
+      - sls: {{ tplroot }}.install
+
+# A changed unit needs systemd to read it again; that is not a restart of etcd.
+etcd-config-unit-module-run:
+  module.run:
+    - service.systemctl_reload: []
+    - onchanges:
+      - file: etcd-config-unit-file-managed

@@ -1,0 +1,3 @@
+etcd-validate-settings-etcd_cluster-validated:
+  etcd_cluster.validated:
+    - name: etcd
