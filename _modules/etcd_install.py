@@ -73,7 +73,9 @@ def fetch(version, url, sha256, install_dir="/opt/etcd"):
     try:
         tarball = os.path.join(work, etcd_releases.tarball_name(version))
         got = __salt__["cp.get_url"](url, tarball)
-        if not got or not os.path.exists(tarball):
+        if isinstance(got, str) and os.path.isfile(got):
+            tarball = got  # file:// URLs are read in place, not copied
+        if not got or not os.path.isfile(tarball):
             raise CommandExecutionError(f"could not download {url}: check etcd:source:url")
         digest = etcd_node.sha256_file(tarball)
         if digest != sha256.lower():

@@ -18,6 +18,23 @@ from labkit.errors import LabError
 from labkit.preflight import RELEASES, REPO, VENV
 
 MASTER_ID = "lab-master"
+EXTENSION_DIRS = ("_modules", "_states", "_utils", "_runners")
+
+
+def file_roots(ext_root):
+    """The repository's formula, its Salt extensions and the release tarballs.
+
+    An operator's master lists the checkout itself as a root; the lab links the extension
+    directories into `ext_root` instead, because the fileserver walks every file under a
+    root (file_ignore_regex filters only afterwards) and the checkout holds the venv.
+    """
+    ext_root = Path(ext_root)
+    ext_root.mkdir(parents=True, exist_ok=True)
+    for name in EXTENSION_DIRS:
+        link = ext_root / name
+        if (REPO / name).is_dir() and not link.is_symlink():
+            link.symlink_to(REPO / name)
+    return [str(REPO / "salt"), str(ext_root), str(RELEASES.parent)]
 
 
 def overrides(state, log_level="info"):
@@ -28,7 +45,7 @@ def overrides(state, log_level="info"):
         # Every missed minion costs this on each CLI call (no CLI flag for it).
         "gather_job_timeout": 5,
         "timeout": 10,
-        "file_roots": {"base": [str(REPO / "salt"), str(REPO), str(RELEASES.parent)]},
+        "file_roots": {"base": file_roots(state.dir / "extensions")},
         # The repository's pillar in base; the lab's site in an environment of its own, so
         # neither top.sls hides the other (Salt reads one top.sls per environment).
         "pillar_roots": {"base": [str(REPO / "pillar")], "lab": [str(state.dir / "pillar")]},

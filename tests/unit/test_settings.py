@@ -1,0 +1,164 @@
+"""The settings model: merge order, every validation rule, and the flags it renders."""
+
+import copy
+
+import etcd_settings
+import pytest
+
+SITE = {
+    "cluster": {"name": "storageos", "bootstrap": True},
+    "members": {
+        "etcd1": {"address": "10.0.0.11", "fqdn": "etcd1.example.com"},
+        "etcd2": {"address": "10.0.0.12", "fqdn": "etcd2.example.com"},
+        "etcd3": {"address": "10.0.0.13", "fqdn": "etcd3.example.com"},
+    },
+}
+
+
+def check(pillar, minion="etcd1", has_etcd=False):
+    settings = etcd_settings.merge(pillar, "Debian")
+    return etcd_settings.validate(pillar, settings, minion, has_etcd)
+
+
+def keys(findings):
+    return [e["key"] for e in findings]
+
+
+def with_(**changes):
+    pillar = copy.deepcopy(SITE)
+    for path, value in changes.items():
+        node = pillar
+        parts = path.split("__")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        if value is KeyError:
+            node.pop(parts[-1], None)
+        else:
+            node[parts[-1]] = value
+    return pillar
+
+
+def test_example_site_is_valid_and_merges_the_seed_defaults():
+    report = check(SITE)
+    assert report == {"valid": True, "errors": [], "warnings": []}
+    s = etcd_settings.merge(SITE, "Debian")
+    assert s["tuning"]["heartbeat_interval"] == 500
+    assert s["tuning"]["quota_backend_bytes"] == 8589934592
+    assert s["cluster"]["token"] == "storageos-etcd"
+    assert s["ports"] == {"client": 2379, "peer": 2380}
+
+
+def test_merge_order_is_defaults_then_lookup_then_pillar():
+    pillar = with_(lookup={"paths": {"data": "/srv/etcd", "bin": "/opt/bin"}}, paths={"data": "/data/etcd"})
+    s = etcd_settings.merge(pillar, "Debian")
+    assert s["paths"]["data"] == "/data/etcd"  # pillar beats lookup
+    assert s["paths"]["bin"] == "/opt/bin"  # lookup beats defaults
+    assert s["paths"]["config_dir"] == "/etc/etcd"  # defaults fill the rest
+
+
+@pytest.mark.parametrize(
+    ("pillar", "key", "words"),
+    [
+        (with_(cluster__name=KeyError), "etcd:cluster:name", "no name"),
+        (with_(members={}), "etcd:members", "no members"),
+        (with_(members__etcd2={"address": "10.0.0.11"}), "etcd:members:etcd2:address", "also the address of etcd1"),
+        (with_(members__etcd2={"address": "etcd2.lan"}), "etcd:members:etcd2:address", "not an IP"),
+        (with_(advertise="dns"), "etcd:advertise", "unknown advertise mode"),
+        (with_(ports={"client": 70000}), "etcd:ports:client", "1 to 65535"),
+        (with_(ports={"client": 2380, "peer": 2380}), "etcd:ports:peer", "both 2380"),
+        (with_(version="3.5"), "etcd:version", "not a version"),
+        (with_(version="3.5.99"), "etcd:source:checksums", "no sha256 is known"),
+        (
+            with_(version="3.5.99", source={"checksums": {"3.5.99": "abc"}}),
+            "etcd:source:checksums:3.5.99",
+            "not a sha256",
+        ),
+        (with_(tuning={"heartbeat_interval": 500, "election_timeout": 2000}), "etcd:tuning:election_timeout", "5 x"),
+        (with_(tunning={"heartbeat_interval": 100}), "tunning", "did you mean `tuning`"),
+        (with_(cluster__nmae="x"), "etcd:cluster:nmae", "did you mean `cluster:name`"),
+        (with_(members__etcd1={"adress": "10.0.0.11"}), "etcd:members:etcd1:adress", "did you mean"),
+        (
+            with_(extra_flags={"initial-cluster-state": "new"}),
+            "etcd:extra_flags:initial-cluster-state",
+            "set by the formula",
+        ),
+        (with_(source={"url": "ftp://mirror/etcd.tgz"}), "etcd:source:url", "not an http"),
+    ],
+)
+def test_each_mistake_names_its_key_and_a_fix(pillar, key, words):
+    report = check(pillar)
+    assert not report["valid"]
+    hits = [e for e in report["errors"] if e["key"].endswith(key.removeprefix("etcd:"))]
+    assert hits, report["errors"]
+    text = hits[0]["message"] + " " + hits[0]["fix"]
+    assert words in text
+    assert hits[0]["fix"]
+
+
+def test_minion_outside_the_members_is_an_error_unless_it_holds_etcd():
+    assert "etcd:members" in keys(check(SITE, minion="etcd9")["errors"])
+    # A node with etcd data or a unit is leaving: membership handles it, not validation.
+    assert check(SITE, minion="etcd9", has_etcd=True)["valid"]
+
+
+@pytest.mark.parametrize(
+    ("pillar", "key"),
+    [
+        (with_(members__etcd4={"address": "10.0.0.14"}), "etcd:members"),
+        (with_(tuning={"quota_backend_bytes": 16 * 1024**3}), "etcd:tuning:quota_backend_bytes"),
+        (with_(version="3.5.1", source={"checksums": {"3.5.1": "a" * 64}}), "etcd:version"),
+    ],
+)
+def test_warnings_do_not_block(pillar, key):
+    report = check(pillar)
+    assert report["valid"], report["errors"]
+    assert key in keys(report["warnings"])
+
+
+def test_fqdn_mode_needs_every_fqdn():
+    pillar = with_(advertise="fqdn", members__etcd3={"address": "10.0.0.13"})
+    assert "etcd:members:etcd3:fqdn" in keys(check(pillar)["errors"])
+
+
+def test_flags_follow_the_settings():
+    s = etcd_settings.merge(with_(advertise="fqdn"), "Debian")
+    env = etcd_settings.flags(s, "etcd2")
+    assert env["ETCD_NAME"] == "etcd2"
+    assert env["ETCD_LISTEN_CLIENT_URLS"] == "http://10.0.0.12:2379,http://127.0.0.1:2379"
+    assert env["ETCD_ADVERTISE_CLIENT_URLS"] == "http://etcd2.example.com:2379"
+    assert env["ETCD_LISTEN_PEER_URLS"] == "http://10.0.0.12:2380"
+    assert env["ETCD_INITIAL_CLUSTER"] == (
+        "etcd1=http://etcd1.example.com:2380,etcd2=http://etcd2.example.com:2380,etcd3=http://etcd3.example.com:2380"
+    )
+    # `new` is never in the managed file: only the guarded bootstrap adds it at runtime.
+    assert env["ETCD_INITIAL_CLUSTER_STATE"] == "existing"
+    assert env["ETCD_HEARTBEAT_INTERVAL"] == "500"
+    assert env["ETCD_AUTO_COMPACTION_RETENTION"] == "20000"
+    assert "ETCD_PRE_VOTE" not in env
+
+
+def test_34_gets_pre_vote_and_extra_flags_pass_through():
+    s = etcd_settings.merge(with_(version="3.4.23", extra_flags={"enable-pprof": True, "--log-level": "warn"}), None)
+    env = etcd_settings.flags(s, "etcd1")
+    assert env["ETCD_PRE_VOTE"] == "true"
+    assert env["ETCD_ENABLE_PPROF"] == "true"
+    assert env["ETCD_LOG_LEVEL"] == "warn"
+
+
+def test_localhost_listening_can_be_turned_off():
+    s = etcd_settings.merge(with_(listen_localhost=False), None)
+    assert etcd_settings.flags(s, "etcd1")["ETCD_LISTEN_CLIENT_URLS"] == "http://10.0.0.11:2379"
+    assert etcd_settings.endpoints(s, "etcd1")[0] == "http://10.0.0.11:2379"
+
+
+def test_initial_flags_never_count_for_a_restart():
+    s = etcd_settings.merge(SITE, None)
+    env = etcd_settings.flags(s, "etcd1")
+    relevant = etcd_settings.restart_relevant(env)
+    assert not [k for k in relevant if k.startswith("ETCD_INITIAL_")]
+    assert relevant["ETCD_ELECTION_TIMEOUT"] == "5000"
+
+
+def test_ipv6_members_get_bracketed_urls():
+    s = etcd_settings.merge(with_(members={"etcd1": {"address": "fd00::11"}}), None)
+    assert etcd_settings.peer_url(s, "etcd1") == "http://[fd00::11]:2380"
