@@ -78,7 +78,11 @@ def env(name=None):
         salt etcd1 etcd_cluster.env
     """
     s = settings()
-    return etcd_settings.flags(s, name or __opts__["id"])
+    name = name or __opts__["id"]
+    if name not in (s.get("members") or {}) or not etcd_settings.validate(_pillar_etcd(), s, name, True)["valid"]:
+        # Rendering must not fail on a bad pillar: the validate state reports it, first.
+        return {}
+    return etcd_settings.flags(s, name)
 
 
 def _client(s=None):
@@ -145,6 +149,19 @@ def probe():
     }
 
 
+def recorded_cluster_ids():
+    """
+    Every cluster ID recorded on this minion, by cluster name (what the mine publishes).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt etcd1 etcd_cluster.recorded_cluster_ids
+    """
+    return dict(__grains__.get(GRAIN) or {})
+
+
 def recorded_cluster_id():
     """
     The cluster ID recorded on this minion for its site, once the cluster formed.
@@ -155,8 +172,7 @@ def recorded_cluster_id():
 
         salt etcd1 etcd_cluster.recorded_cluster_id
     """
-    name = settings()["cluster"].get("name")
-    return (__grains__.get(GRAIN) or {}).get(name)
+    return recorded_cluster_ids().get(settings()["cluster"].get("name"))
 
 
 def record_cluster_id(cluster_id):
@@ -175,19 +191,18 @@ def record_cluster_id(cluster_id):
         ids[name] = cluster_id
         __salt__["grains.setval"](GRAIN, ids)
     if __opts__.get("file_client") != "local":
-        __salt__["mine.send"]("etcd_cluster.recorded_cluster_id")
+        __salt__["mine.send"]("etcd_cluster.recorded_cluster_ids")
     return cluster_id
 
 
 def _recorded_anywhere(s):
-    ids = set()
-    own = recorded_cluster_id()
-    if own:
-        ids.add(own)
+    """Cluster IDs recorded for this site's cluster name, here or by any member (mine)."""
+    name = s["cluster"]["name"]
+    records = [recorded_cluster_ids()]
     if __opts__.get("file_client") != "local":
-        mined = __salt__["mine.get"](",".join(s["members"]), "etcd_cluster.recorded_cluster_id", tgt_type="list")
-        ids.update(v for v in (mined or {}).values() if v)
-    return sorted(ids)
+        mined = __salt__["mine.get"](",".join(s["members"]), "etcd_cluster.recorded_cluster_ids", tgt_type="list")
+        records += [v for v in (mined or {}).values() if isinstance(v, dict)]
+    return sorted({r[name] for r in records if r.get(name)})
 
 
 def bootstrap_plan():

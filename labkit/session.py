@@ -1,6 +1,8 @@
 """A lab run as a Python object: what tests (and scripts) use to drive it."""
 
+import hashlib
 import json
+import os
 import subprocess
 import time
 
@@ -27,6 +29,15 @@ class LabSession:
             return json.loads(proc.stdout or "{}")
         except ValueError as exc:
             raise LabError(f"salt {' '.join(args)}: {proc.stdout[-2000:]} {proc.stderr[-2000:]}") from exc
+
+    def apply(self, targets, *args, sls="etcd", timeout=600):
+        """`state.apply` on a list of minions at once: {minion: [state results in run order]}."""
+        targets = [targets] if isinstance(targets, str) else list(targets)
+        ret = self.salt("-t", str(timeout), "-L", ",".join(targets), "state.apply", sls, *args, timeout=timeout + 30)
+        return {m: state_results(ret.get(m, "no return")) for m in targets}
+
+    def digest(self, name):
+        return upper_digest(self.state, name)
 
     def salt_run(self, *args, timeout=300):
         proc = subprocess.run(
@@ -81,3 +92,37 @@ class LabSession:
                 return
             time.sleep(interval)
         raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+# What a node writes by merely running (its minion, journal, systemd): not the formula's doing.
+NOISE = ("var/cache/salt", "var/log", "var/lib/systemd", "etc/salt/pki", "tmp", "var/tmp", "root/.cache")
+
+
+def upper_digest(state, name):
+    """{path: sha256} of every file the node changed relative to the host (its overlay
+    upper dir holds exactly those), minus what the node writes by just running."""
+    upper = node.node_dir(state, name) / "upper"
+    digest = {}
+    for path in sorted(upper.rglob("*")):
+        rel = str(path.relative_to(upper))
+        if rel.startswith(NOISE) or path.is_dir():
+            continue
+        if path.is_symlink():
+            digest[rel] = "-> " + os.readlink(path)
+        elif path.is_file():
+            digest[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
+        else:
+            digest[rel] = "special"
+    return digest
+
+
+def state_results(minion_ret):
+    """A minion's state.apply return as a list in run order (or its error strings)."""
+    if not isinstance(minion_ret, dict):
+        return [{"result": False, "comment": str(minion_ret), "changes": {}, "__id__": "?"}]
+    items = []
+    for key, value in minion_ret.items():
+        value = dict(value, key=key)
+        value.setdefault("__id__", key.split("_|-")[1] if "_|-" in key else key)
+        items.append(value)
+    return sorted(items, key=lambda v: v.get("__run_num__", 0))

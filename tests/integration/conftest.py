@@ -13,7 +13,7 @@ from labkit.preflight import REPO, check_host
 from labkit.session import LabSession
 from labkit.state import RunState
 
-LAB_NODES = int(os.environ.get("LAB_NODES", "3"))
+LAB_NODES = int(os.environ.get("LAB_NODES", "4"))
 
 
 @pytest.fixture(scope="session")

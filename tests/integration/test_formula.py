@@ -1,0 +1,296 @@
+"""`state.apply etcd` on real nodes: a healthy 3-member cluster from the site pillar.
+
+The tests run in file order and share the lab: dry run, bad pillars, bootstrap, re-run,
+changes that only report a pending restart, a refused checksum, a wiped member, a
+second cluster of 3.4.23 from the salt:// fileserver, and a masterless single node.
+"""
+
+import copy
+import json
+
+import pytest
+
+MEMBERS = ["etcd1", "etcd2", "etcd3"]
+ETCDCTL = ["etcdctl", "--endpoints=http://127.0.0.1:2379"]
+
+
+@pytest.fixture(scope="module")
+def lab(lab_session):
+    assert len(lab_session.etcd_nodes) >= 4, "these tests need LAB_NODES>=4 (a spare node)"
+    original = lab_session.site()
+    synced = lab_session.salt("-L", ",".join(lab_session.etcd_nodes), "saltutil.sync_all")
+    assert all("modules.etcd_cluster" in str(v) or v for v in synced.values()), synced
+    yield lab_session
+    lab_session.set_site(original)
+
+
+@pytest.fixture
+def site(lab):
+    """The lab site pillar, to change for one test; restored afterwards."""
+    original = lab.site()
+    yield copy.deepcopy(original)
+    lab.set_site(original)
+
+
+def by_id(results):
+    return {r["__id__"]: r for r in results}
+
+
+def ok(results):
+    failed = [f"{r['__id__']}: {r['comment']}" for r in results if r["result"] is False]
+    assert not failed, failed
+    return results
+
+
+def changed(results):
+    return [r["__id__"] for r in results if r["changes"]]
+
+
+def etcd_pid(lab, name):
+    return lab.exec(name, "systemctl", "show", "-p", "MainPID", "--value", "etcd").stdout.strip()
+
+
+def test_dry_run_on_fresh_nodes_changes_nothing(lab):
+    before = {n: lab.digest(n) for n in MEMBERS}
+    ret = lab.apply(MEMBERS, "test=True")
+    for name in MEMBERS:
+        states = by_id(ret[name])
+        assert all(r["result"] in (None, True) for r in ret[name]), ret[name]
+        running = states["etcd-service-running-etcd_cluster-running"]
+        assert running["result"] is None
+        assert "would start etcd (new, initial-cluster-state new)" in running["comment"]
+        assert (
+            "would download and verify etcd 3.5.1" in states["etcd-install-binaries-etcd_install-installed"]["comment"]
+        )
+        assert lab.digest(name) == before[name]
+    assert lab.exec("etcd1", "test", "-e", "/usr/local/bin/etcd").returncode == 1
+
+
+def _set(site, path, value):
+    node = site["etcd"]
+    keys = path.split(":")
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+    if value is KeyError:
+        node.pop(keys[-1], None)
+    else:
+        node[keys[-1]] = value
+
+
+BAD = [
+    ("cluster:name", KeyError, "etcd:cluster:name"),
+    ("members", {}, "etcd:members"),
+    ("members:etcd2:address", "LAB:etcd1", "etcd:members:etcd2:address"),
+    ("members:etcd2:address", "etcd2.lan", "etcd:members:etcd2:address"),
+    ("ports:client", 70000, "etcd:ports:client"),
+    ("ports:client", 2380, "etcd:ports:peer"),
+    ("advertise", "dns", "etcd:advertise"),
+    ("version", "3.5", "etcd:version"),
+    ("version", "3.5.99", "etcd:source:checksums"),
+    ("source:checksums:3.5.1", "not-a-sha", "etcd:source:checksums:3.5.1"),
+    ("tuning:election_timeout", 2000, "etcd:tuning:election_timeout"),
+    ("tunning", {"heartbeat_interval": 100}, "did you mean `tuning`"),
+]
+
+
+@pytest.mark.parametrize(("path", "value", "expect"), BAD, ids=[b[0] + "=" + str(b[1]) for b in BAD])
+def test_bad_pillar_fails_at_the_first_state_and_changes_nothing(lab, site, path, value, expect):
+    if value == "LAB:etcd1":
+        value = lab.ip("etcd1")
+    _set(site, path, value)
+    lab.set_site(site)
+    before = lab.digest("etcd1")
+    results = lab.apply("etcd1")["etcd1"]
+    first = results[0]
+    assert first["__id__"] == "etcd-validate-settings-etcd_cluster-validated"
+    assert first["result"] is False
+    assert expect in first["comment"] and "fix:" in first["comment"]
+    assert all(r["result"] is False for r in results[1:] if r["__id__"] != "etcd-config-unit-module-run")
+    assert lab.digest("etcd1") == before
+
+
+def test_minion_that_is_not_a_member_is_refused(lab):
+    # etcd4 gets the site pillar but is not listed and holds no etcd.
+    before = lab.digest("etcd4")
+    first = lab.apply("etcd4")["etcd4"][0]
+    assert first["result"] is False
+    assert "this minion (etcd4) is not a member" in first["comment"]
+    assert lab.digest("etcd4") == before
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "key"),
+    [("members:etcd4", "LAB:etcd4", "etcd:members"), ("tuning:quota_backend_bytes", 16 * 1024**3, "etcd:tuning:quota")],
+)
+def test_even_members_and_big_quota_warn(lab, site, path, value, key):
+    if value == "LAB:etcd4":
+        value = {"address": lab.ip("etcd4")}
+    _set(site, path, value)
+    lab.set_site(site)
+    lab.salt("etcd1", "saltutil.refresh_pillar", "wait=True")  # exec calls read the minion's pillar
+    report = lab.salt("etcd1", "etcd_cluster.validate")["etcd1"]
+    assert report["valid"] is True
+    assert [w for w in report["warnings"] if w["key"].startswith(key)], report
+
+
+def test_apply_on_all_members_forms_a_healthy_cluster(lab):
+    ret = lab.apply(MEMBERS)
+    for name in MEMBERS:
+        ok(ret[name])
+    listing = lab.salt("etcd1", "etcd_cluster.members")["etcd1"]
+    assert sorted(m["name"] for m in listing["members"]) == MEMBERS
+    assert all(m["started"] and not m["is_learner"] for m in listing["members"])
+    assert {m["client_urls"][0] for m in listing["members"]} == {f"http://{lab.ip(n)}:2379" for n in MEMBERS}
+    health = lab.salt("etcd2", "etcd_cluster.healthy")["etcd2"]
+    assert health["healthy"] is True, health
+    # A write through one member is read back through another.
+    assert lab.exec("etcd1", *ETCDCTL, "put", "/formula/probe", "written-on-etcd1").returncode == 0
+    got = lab.exec("etcd3", *ETCDCTL, "get", "--print-value-only", "/formula/probe").stdout.strip()
+    assert got == "written-on-etcd1"
+
+
+def test_files_modes_owner_and_unit(lab):
+    stat = lab.exec("etcd1", "stat", "-c", "%a %U %G", "/var/lib/etcd", "/etc/etcd/etcd.env", "/etc/etcd").stdout
+    assert stat.split("\n")[:3] == ["700 etcd etcd", "640 root etcd", "750 root etcd"]
+    assert lab.exec("etcd1", "systemd-analyze", "verify", "/etc/systemd/system/etcd.service").returncode == 0
+    props = lab.exec(
+        "etcd1", "systemctl", "show", "etcd", "-p", "Type,User,Restart,LimitNOFILE,TimeoutStopUSec,NoNewPrivileges"
+    ).stdout
+    for want in ("Type=notify", "User=etcd", "Restart=always", "LimitNOFILE=40000", "NoNewPrivileges=yes"):
+        assert want in props
+    stop = next(line for line in props.splitlines() if line.startswith("TimeoutStopUSec="))
+    assert stop.split("=")[1] in ("20s", "25s", "30s") or "min" in stop
+    assert lab.exec("etcd1", "/usr/local/bin/etcd", "--version").stdout.startswith("etcd Version: 3.5.1")
+
+
+def test_second_apply_changes_nothing(lab):
+    ret = lab.apply(MEMBERS)
+    for name in MEMBERS:
+        assert changed(ok(ret[name])) == [], ret[name]
+
+
+def test_flag_change_reports_restart_pending_and_restarts_nothing(lab, site):
+    pids = {n: etcd_pid(lab, n) for n in MEMBERS}
+    site["etcd"].setdefault("tuning", {})["heartbeat_interval"] = 400
+    lab.set_site(site)
+    ret = lab.apply(MEMBERS)
+    for name in MEMBERS:
+        running = by_id(ok(ret[name]))["etcd-service-running-etcd_cluster-running"]
+        assert "restart pending: flags changed: ETCD_HEARTBEAT_INTERVAL" in running["comment"]
+        assert etcd_pid(lab, name) == pids[name]
+
+
+def test_initial_flags_never_count_as_a_change(lab, site):
+    site["etcd"]["cluster"]["token"] = "another-token"
+    lab.set_site(site)
+    ret = lab.apply(["etcd1"])["etcd1"]
+    assert "etcd-config-env-file-managed" in changed(ok(ret))
+    running = by_id(ret)["etcd-service-running-etcd_cluster-running"]
+    assert "restart pending" not in running["comment"]
+
+
+def test_back_to_the_site_values_nothing_is_pending(lab):
+    ret = lab.apply(MEMBERS)
+    for name in MEMBERS:
+        assert "restart pending" not in by_id(ok(ret[name]))["etcd-service-running-etcd_cluster-running"]["comment"]
+
+
+def test_checksum_mismatch_fails_clearly_and_keeps_the_binary(lab, site):
+    # Stop etcd on one member so the install would switch binaries if it accepted the file.
+    lab.exec("etcd3", "systemctl", "stop", "etcd", check=True)
+    try:
+        site["etcd"]["version"] = "3.4.23"
+        site["etcd"]["source"]["checksums"]["3.4.23"] = "0" * 64
+        lab.set_site(site)
+        install = by_id(lab.apply("etcd3")["etcd3"])["etcd-install-binaries-etcd_install-installed"]
+        assert install["result"] is False
+        assert "checksum mismatch" in install["comment"] and "refused" in install["comment"]
+        assert lab.exec("etcd3", "/usr/local/bin/etcd", "--version").stdout.startswith("etcd Version: 3.5.1")
+        assert lab.exec("etcd3", "test", "-e", "/opt/etcd/3.4.23").returncode == 1
+    finally:
+        lab.exec("etcd3", "systemctl", "start", "etcd", check=True)
+
+
+def test_wiped_member_is_refused_not_rebootstrapped(lab):
+    lab.exec("etcd3", "systemctl", "stop", "etcd", check=True)
+    lab.exec("etcd3", "rm", "-rf", "/var/lib/etcd/member", check=True)
+    running = by_id(lab.apply("etcd3")["etcd3"])["etcd-service-running-etcd_cluster-running"]
+    assert running["result"] is False
+    assert "its data is lost" in running["comment"] and "never re-bootstrap" in running["comment"]
+    assert lab.exec("etcd3", "systemctl", "is-active", "etcd").stdout.strip() != "active"
+    assert lab.exec("etcd3", "test", "-e", "/var/lib/etcd/member").returncode == 1
+    # The other two keep quorum and the data.
+    got = lab.exec("etcd1", *ETCDCTL, "get", "--print-value-only", "/formula/probe").stdout.strip()
+    assert got == "written-on-etcd1"
+
+
+def _wipe(lab, names):
+    for name in names:
+        lab.exec(name, "systemctl", "stop", "etcd", check=True)
+        lab.exec(name, "rm", "-rf", "/var/lib/etcd/member", check=True)
+
+
+def test_a_formed_cluster_is_never_bootstrapped_again(lab):
+    # Every member lost its data: the recorded cluster ID (mine) stops a silent new cluster.
+    _wipe(lab, MEMBERS)
+    ret = lab.apply(MEMBERS)
+    for name in MEMBERS:
+        running = by_id(ret[name])["etcd-service-running-etcd_cluster-running"]
+        assert running["result"] is False
+        assert "refusing to bootstrap a second cluster" in running["comment"]
+
+
+def test_bootstrap_false_refuses_a_new_cluster(lab, site):
+    site["etcd"]["cluster"]["name"] = "lab34"
+    site["etcd"]["cluster"]["bootstrap"] = False
+    lab.set_site(site)
+    running = by_id(lab.apply(["etcd1"])["etcd1"])["etcd-service-running-etcd_cluster-running"]
+    assert running["result"] is False and "etcd:cluster:bootstrap" in running["comment"]
+
+
+def test_34_cluster_from_the_salt_fileserver(lab, site):
+    site["etcd"]["cluster"]["name"] = "lab34"
+    site["etcd"]["version"] = "3.4.23"
+    site["etcd"]["source"]["url"] = "salt://etcd-releases/etcd-v{version}-linux-amd64.tar.gz"
+    lab.set_site(site)
+    ret = lab.apply(MEMBERS)
+    for name in MEMBERS:
+        ok(ret[name])
+        version = json.loads(lab.exec(name, "curl", "-s", "http://127.0.0.1:2379/version").stdout or "{}")
+        assert version.get("etcdserver") == "3.4.23", version
+        assert "ETCD_PRE_VOTE=true" in lab.exec(name, "cat", "/etc/etcd/etcd.env").stdout
+    assert lab.salt("etcd1", "etcd_cluster.healthy")["etcd1"]["healthy"] is True
+    assert changed(ok(lab.apply(["etcd2"])["etcd2"])) == []
+
+
+def test_masterless_single_node(lab, repo):
+    conf = "/srv/masterless"
+    ip = lab.ip("etcd4")
+    site = lab.site()["etcd"]
+    site.update(members={"etcd4": {"address": ip}}, version="3.5.1")
+    site["cluster"] = {"name": "solo", "bootstrap": True}
+    site["source"]["url"] = "salt://etcd-releases/etcd-v{version}-linux-amd64.tar.gz"
+    files = {
+        f"{conf}/minion": (
+            f"id: etcd4\nfile_client: local\nenable_fqdns_grains: false\n"
+            f"file_roots:\n  base: [{repo}/salt, {conf}/ext, {repo}/artifacts]\n"
+            f"pillar_roots:\n  base: [{conf}/pillar]\n"
+            f"cachedir: {conf}/cache\npki_dir: {conf}/pki\nlog_file: {conf}/minion.log\n"
+        ),
+        f"{conf}/pillar/top.sls": "base:\n  '*':\n    - site\n",
+        f"{conf}/pillar/site.sls": json.dumps({"etcd": site}),
+    }
+    lab.exec("etcd4", "mkdir", "-p", f"{conf}/pillar", f"{conf}/ext", check=True)
+    for d in ("_modules", "_states", "_utils"):
+        lab.exec("etcd4", "ln", "-sfn", f"{repo}/{d}", f"{conf}/ext/{d}", check=True)
+    for path, text in files.items():
+        lab.exec("etcd4", "bash", "-c", f"cat > {path} <<'EOF'\n{text}\nEOF", check=True)
+    call = ["salt-call", "-c", conf, "--local", "--out=json"]
+    venv_call = [str(repo / ".venv/bin/salt-call"), *call[1:]]
+    assert lab.exec("etcd4", *venv_call, "saltutil.sync_all", timeout=120).returncode == 0
+    first = json.loads(lab.exec("etcd4", *venv_call, "state.apply", "etcd", timeout=300).stdout)["local"]
+    assert all(r["result"] for r in first.values()), first
+    members = lab.exec("etcd4", *ETCDCTL, "member", "list").stdout.strip().splitlines()
+    assert len(members) == 1 and "etcd4" in members[0] and "started" in members[0]
+    again = json.loads(lab.exec("etcd4", *venv_call, "state.apply", "etcd", timeout=300).stdout)["local"]
+    assert [k for k, r in again.items() if r["changes"]] == []
