@@ -37,13 +37,14 @@ lint:
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/yamllint -s .
-	find salt pillar -name '*.sls' -o -name '*.jinja' | xargs $(VENV)/bin/salt-lint
+	find salt pillar -name '*.sls' | xargs $(VENV)/bin/salt-lint
 
 down:
 	./lab down --all
 
 bench: deps venv artifacts
 	$(PY) -m benchmarks.lab_up
+	$(PY) -m benchmarks.converge
 
 clean: down
 	rm -rf $(VENV) artifacts

@@ -92,7 +92,7 @@ def _wait_serving(s, me, timeout):
     while time.monotonic() < deadline:
         if c.health(local):
             return True
-        time.sleep(0.25)
+        time.sleep(0.1)
     return False
 
 

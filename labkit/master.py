@@ -34,6 +34,9 @@ def file_roots(ext_root):
         link = ext_root / name
         if (REPO / name).is_dir() and not link.is_symlink():
             link.symlink_to(REPO / name)
+    # A no-op SLS for the lab's benchmarks (salt://lab/noop.sls), outside the formula.
+    (ext_root / "lab").mkdir(exist_ok=True)
+    (ext_root / "lab" / "noop.sls").write_text("lab-noop:\n  test.succeed_without_changes: []\n")
     return [str(REPO / "salt"), str(ext_root), str(RELEASES.parent)]
 
 
@@ -126,7 +129,19 @@ def stop_master(state, timeout=10.0):
     _stop_group(pid, timeout)
 
 
-def _stop_group(pid, timeout):
+def _group_alive(pgid):
+    """Whether any non-zombie process is left in the process group."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
+
+
+def _stop_group(pid, timeout=4.0):
     try:
         pgid = os.getpgid(pid)
     except ProcessLookupError:
@@ -136,10 +151,13 @@ def _stop_group(pid, timeout):
             os.killpg(pgid, sig)
         except ProcessLookupError:
             return
-        deadline = time.monotonic() + timeout / 2
+        # Nothing of the run needs a graceful exit: give SIGTERM a moment only.
+        deadline = time.monotonic() + (timeout / 4 if sig == signal.SIGTERM else timeout)
         while time.monotonic() < deadline:
             try:
-                os.killpg(pgid, 0)
-            except ProcessLookupError:
+                os.waitpid(pid, os.WNOHANG)  # reap it when it is our own child
+            except ChildProcessError:
+                pass
+            if not _group_alive(pgid):
                 return
             time.sleep(0.05)

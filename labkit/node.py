@@ -278,6 +278,25 @@ def kill(state, name, timeout=10.0):
         time.sleep(0.2)
 
 
+def kill_all(state, timeout=10.0):
+    """SIGKILL every node's PID 1 at once, then wait for all their nspawns (bounded)."""
+    pids = []
+    for name, n in state["nodes"].items():
+        pid = n.get("nspawn_pid")
+        if pid and alive(pid):
+            pids.append(pid)
+            try:
+                os.kill(leader(state, name, timeout=1), 9)
+            except (LabError, ProcessLookupError):
+                pass
+    deadline = time.monotonic() + timeout
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    for pid in pids:
+        if alive(pid):
+            os.kill(pid, 9)
+
+
 def remove(state, name):
     """Stop the node and remove everything it had on the host."""
     kill(state, name)

@@ -121,8 +121,8 @@ def state_results(minion_ret):
     if not isinstance(minion_ret, dict):
         return [{"result": False, "comment": str(minion_ret), "changes": {}, "__id__": "?"}]
     items = []
-    for key, value in minion_ret.items():
-        value = dict(value, key=key)
-        value.setdefault("__id__", key.split("_|-")[1] if "_|-" in key else key)
-        items.append(value)
+    for key, raw in minion_ret.items():
+        item = dict(raw, key=key)
+        item.setdefault("__id__", key.split("_|-")[1] if "_|-" in key else key)
+        items.append(item)
     return sorted(items, key=lambda v: v.get("__run_num__", 0))

@@ -48,7 +48,9 @@ etcd-config-unit-file-managed:
     - require:
       - sls: {{ tplroot }}.install
 
-# A changed unit needs systemd to read it again; that is not a restart of etcd.
+# A changed unit needs systemd to read it again (not a restart of etcd). Salt's service
+# functions reload only when systemd flags the unit; a unit file replaced after an earlier
+# one was removed is not flagged and then fails to load ("Device or resource busy").
 etcd-config-unit-module-run:
   module.run:
     - service.systemctl_reload: []

@@ -31,8 +31,12 @@ def lab_session(salt_factories):
                 "publish_port": master.config["publish_port"],
             }
             state.save()
-            lab.start_nodes(state, log_level="debug")
-            lab.wait_minions(state)
+            starts = lab.MinionStarts(state)
+            try:
+                lab.start_nodes(state, log_level="debug")
+                lab.wait_minions(state, starts=starts)
+            finally:
+                starts.close()
             session = LabSession(state)
             session.master = master
             yield session

@@ -1,0 +1,1 @@
+"""Benchmarks: figures and ratios measured on real lab runs (not timed tests)."""
