@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 from labkit.errors import LabError
-from labkit.preflight import VENV
+from labkit.preflight import REPO, VENV
 from labkit.sh import ok, run
 
 # Paths where an etcd could live on the host; a node hides each one that exists (an overlay
@@ -189,7 +189,9 @@ def boot(state, name):
         "--keep-unit",
         "--link-journal=no",
         f"--network-namespace-path=/run/netns/{node['netns']}",
-        f"--bind-ro={VENV}",
+        # The checkout (venv, formula, artifacts) at the same path: a node's /tmp is its own
+        # tmpfs, so a checkout under /tmp would otherwise be invisible inside.
+        f"--bind-ro={REPO}",
         "--console=read-only",
         "-b",
     ]  # fmt: skip

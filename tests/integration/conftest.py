@@ -37,6 +37,8 @@ def lab_session(salt_factories):
                 lab.wait_minions(state, starts=starts)
             finally:
                 starts.close()
+            if os.environ.get("PROBE") == "fail-setup":  # tests/integration/test_teardown.py
+                raise RuntimeError("lab setup fails on purpose")
             session = LabSession(state)
             session.master = master
             yield session
