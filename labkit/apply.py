@@ -7,16 +7,17 @@ from labkit import lab
 from labkit.preflight import VENV
 
 
-def _salt(state, *args):
+def _salt(state, *args, quiet=False):
     cmd = [str(VENV / "bin/salt"), "-c", state["master"]["conf_dir"], *args]
     print("$ salt " + " ".join(args), flush=True)
-    return subprocess.run(cmd, check=False).returncode
+    out = subprocess.DEVNULL if quiet else None
+    return subprocess.run(cmd, check=False, stdout=out).returncode
 
 
 def apply_formula(state):
     members = ",".join(n for n in lab.pillar.read(state)["etcd"]["members"])
     start = time.monotonic()
-    rc = _salt(state, "-L", members, "saltutil.sync_all", "--out=quiet")
+    rc = _salt(state, "-L", members, "saltutil.sync_all", quiet=True)
     rc = rc or _salt(state, "-L", members, "state.apply", "etcd", "--state-output=terse")
     print(f"# formula applied in {time.monotonic() - start:.1f}s", flush=True)
     first = members.split(",")[0]
