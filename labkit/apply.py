@@ -3,7 +3,7 @@
 import subprocess
 import time
 
-from labkit import lab
+from labkit import lab, node
 from labkit.preflight import VENV
 
 
@@ -21,7 +21,8 @@ def apply_formula(state):
     rc = rc or _salt(state, "-L", members, "state.apply", "etcd", "--state-output=terse")
     print(f"# formula applied in {time.monotonic() - start:.1f}s", flush=True)
     first = members.split(",")[0]
-    _salt(state, first, "etcd_cluster.members")
-    _salt(state, first, "etcd_cluster.healthy")
+    print(f"$ ./lab exec {first} etcdctl member list -w table", flush=True)
+    subprocess.run(node.exec_argv(state, first, ["etcdctl", "member", "list", "-w", "table"]), check=False)
+    _salt(state, first, "etcd_cluster.healthy", "--out=yaml")
     print(f"\nExplore: ./lab exec {first} etcdctl member list -w table   |   ./lab down", flush=True)
     return rc
