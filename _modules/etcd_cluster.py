@@ -5,7 +5,6 @@ gateway client in ``_utils/etcd_client.py``.
 """
 
 import concurrent.futures
-import os
 import sys
 
 # Synced _utils modules are imported by name: drop cached copies so that a
@@ -341,11 +340,3 @@ def local_version():
         return _client(s).version(etcd_settings.local_endpoint(s, __opts__["id"]))["etcdserver"]
     except (etcd_client.EtcdError, KeyError):
         return None
-
-
-def state_dir():
-    return settings()["paths"]["state"]
-
-
-def fingerprint_path():
-    return os.path.join(state_dir(), "started.json")

@@ -3,7 +3,7 @@
 import subprocess
 import time
 
-from labkit import lab, node
+from labkit import node, pillar
 from labkit.preflight import VENV
 
 
@@ -15,7 +15,7 @@ def _salt(state, *args, quiet=False):
 
 
 def apply_formula(state):
-    members = ",".join(n for n in lab.pillar.read(state)["etcd"]["members"])
+    members = ",".join(n for n in pillar.read(state)["etcd"]["members"])
     start = time.monotonic()
     rc = _salt(state, "-L", members, "saltutil.sync_all", quiet=True)
     rc = rc or _salt(state, "-L", members, "state.apply", "etcd", "--state-output=terse")

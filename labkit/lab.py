@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from labkit import mirror, network, node, pillar  # noqa: F401  (pillar: used by apply)
+from labkit import mirror, network, node, pillar
 from labkit.errors import LabError
 from labkit.master import DetachedMaster, stop_master
 from labkit.preflight import VENV, check_host
