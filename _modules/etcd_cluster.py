@@ -188,7 +188,7 @@ def record_cluster_id(cluster_id):
     ids = dict(__grains__.get(GRAIN) or {})
     if ids.get(name) != cluster_id:
         ids[name] = cluster_id
-        __salt__["grains.setval"](GRAIN, ids)
+        __salt__["grains.setval"](GRAIN, ids, refresh_pillar=False)  # a grain, not pillar input
     if __opts__.get("file_client") != "local":
         __salt__["mine.send"]("etcd_cluster.recorded_cluster_ids")
     return cluster_id
