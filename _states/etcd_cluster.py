@@ -170,7 +170,10 @@ def running(name, timeout=None):
 
 
 def _after_start(s):
-    """Once the member serves: record the cluster ID, drop the one-time bootstrap file."""
+    """Once the member serves: record the cluster ID, drop the one-time bootstrap file.
+    Runs on every apply, so it asks the cluster only while something is left to do."""
+    if __salt__["etcd_cluster.recorded_cluster_id"]() and not os.path.exists(BOOTSTRAP_ENV):
+        return
     try:
         cluster_id = __salt__["etcd_cluster.members"]()["cluster_id"]
     except Exception:  # noqa: BLE001  (not serving yet: nothing to record)

@@ -329,12 +329,6 @@ def flags(settings, name, version=None):
     return {k: str(v) for k, v in env.items()}
 
 
-def env_file_text(env):
-    lines = ["# Managed by Salt (etcd-formula): local changes are overwritten."]
-    lines += [f"{k}={v}" for k, v in env.items()]
-    return "\n".join(lines) + "\n"
-
-
 def restart_relevant(env):
     """The flags whose change needs a restart: etcd ignores --initial-* once it has data."""
     return {k: v for k, v in env.items() if not k.startswith("ETCD_INITIAL_")}

@@ -18,6 +18,7 @@ Targets (issue 3): converge / shell <= 1.8; second apply / no-op apply <= 1.2.
 
 import argparse
 import concurrent.futures
+import copy
 import re
 import statistics
 import subprocess
@@ -113,7 +114,7 @@ class Api:
 
 
 def formula_bringup(session, api, base, run, cli=False):
-    site = pillar.copy_site(base)
+    site = copy.deepcopy(base)
     site["etcd"]["cluster"]["name"] = f"bench{run}{'c' if cli else ''}"  # fresh site: nothing recorded
     site["etcd"]["tuning"].update(heartbeat_interval=100, election_timeout=1000)
     session.set_site(site)

@@ -5,8 +5,6 @@ can change it (`./lab pillar set etcd:members:etcd4 '{address: 10.213.1.14}'`) a
 refresh pillar: no template, no second top.sls in base.
 """
 
-import copy
-
 import yaml
 
 from labkit import mirror
@@ -42,10 +40,6 @@ def lab_site(state, members=None):
     etcd.setdefault("source", {})["url"] = mirror.url(state) + "/etcd-v{version}-linux-amd64.tar.gz"
     etcd["source"]["checksums"] = release_checksums()
     return site
-
-
-def copy_site(site):
-    return copy.deepcopy(site)
 
 
 def write(state, site):

@@ -3,12 +3,10 @@
 import hashlib
 import json
 import os
-import subprocess
 import time
 
 from labkit import lab, network, node, pillar
 from labkit.errors import LabError
-from labkit.preflight import VENV
 
 
 class LabSession:
@@ -38,15 +36,6 @@ class LabSession:
 
     def digest(self, name):
         return upper_digest(self.state, name)
-
-    def salt_run(self, *args, timeout=300):
-        proc = subprocess.run(
-            [VENV / "bin/salt-run", "-c", self.state["master"]["conf_dir"], "--out=json", *args],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        return json.loads(proc.stdout or "null")
 
     def exec(self, name, *argv, check=False, timeout=60):
         return node.sh(self.state, name, *argv, check=check, timeout=timeout)
