@@ -45,6 +45,7 @@ down:
 bench: deps venv artifacts
 	$(PY) -m benchmarks.lab_up
 	$(PY) -m benchmarks.converge
+	$(PY) -m benchmarks.health
 
 clean: down
 	rm -rf $(VENV) artifacts

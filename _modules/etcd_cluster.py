@@ -5,14 +5,17 @@ gateway client in ``_utils/etcd_client.py``.
 """
 
 import concurrent.futures
+import json
+import os
 import sys
 
 # Synced _utils modules are imported by name: drop cached copies so that a
 # `saltutil.sync_all` takes effect in a long-running minion.
-for _name in ("etcd_settings", "etcd_releases", "etcd_client", "etcd_node"):
+for _name in ("etcd_settings", "etcd_releases", "etcd_client", "etcd_node", "etcd_health"):
     sys.modules.pop(_name, None)
 
 import etcd_client  # noqa: E402
+import etcd_health  # noqa: E402
 import etcd_node  # noqa: E402
 import etcd_settings  # noqa: E402
 
@@ -26,6 +29,7 @@ except ImportError:  # Salt before 3008 does not mask pillar
 __virtualname__ = "etcd_cluster"
 
 GRAIN = "etcd_cluster_ids"
+SETTINGS_FILE = "formula-settings.json"  # written by salt/etcd/config.sls
 
 
 def __virtual__():
@@ -50,6 +54,26 @@ def settings():
         salt 'etcd*' etcd_cluster.settings
     """
     return etcd_settings.merge(_pillar_etcd(), __grains__.get("os_family"))
+
+
+def applied_settings():
+    """
+    The settings the last ``state.apply etcd`` rendered on this node (None before the
+    first). The scheduled health check judges the cluster by these: the minion daemon's
+    pillar is only refreshed on request, the node's files are what etcd runs with.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt 'etcd*' etcd_cluster.applied_settings
+    """
+    path = os.path.join(settings()["paths"]["config_dir"], SETTINGS_FILE)
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return None
 
 
 def validate():
@@ -339,4 +363,88 @@ def local_version():
     try:
         return _client(s).version(etcd_settings.local_endpoint(s, __opts__["id"]))["etcdserver"]
     except (etcd_client.EtcdError, KeyError):
+        return None
+
+
+def check_membership():
+    """
+    The live member list against pillar: findings (missing, extra, never started,
+    learner, wrong peer or client URLs, name mismatch) and a verdict.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt etcd1 etcd_cluster.check_membership
+    """
+    s = settings()
+    listing = _client(s).member_list(None)
+    findings = etcd_health.membership_findings(s, listing)
+    return {
+        "verdict": "ok" if not findings else "mismatch",
+        "cluster_id": etcd_client.member_hex(listing["cluster_id"]),
+        "findings": findings,
+    }
+
+
+def _health_file(s):
+    return os.path.join(s["paths"]["state"], "health.json")
+
+
+def health(event=False):
+    """
+    One health report for the local member and the cluster: every member's health,
+    the leader, raft term/index and lag, DB size against the quota, alarms, versions,
+    membership findings against pillar and the local WAL fsync latency, with a verdict
+    (ok / degraded / critical) and reasons. Bounded by ``etcd:health:timeout`` per
+    request, all requests in parallel; it reports its own duration.
+
+    event
+        Also send the report to the master as ``etcd/<cluster>/health/<verdict>``,
+        keep it as this minion's latest (``etcd_cluster.last_health``) and publish
+        that to the mine for ``salt-run etcd.report``. The scheduled job does this.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt 'etcd*' etcd_cluster.health
+        salt 'etcd*' etcd_cluster.health event=True
+    """
+    s = applied_settings() or settings()
+    me = __opts__["id"]
+    client = etcd_client.Client(etcd_settings.endpoints(s, me), timeout=s["health"]["timeout"])
+    report = etcd_health.assess(etcd_health.gather(client, s, me), s)
+    report["minion"] = me
+    if event:
+        _publish(s, report)
+    return report
+
+
+def _publish(s, report):
+    path = _health_file(s)
+    os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(report, fh)
+    os.replace(tmp, path)
+    __salt__["event.send"](f"etcd/{report['cluster']}/health/{report['verdict']}", report)
+    if __opts__.get("file_client") != "local":
+        __salt__["mine.send"]("etcd_health", mine_function="etcd_cluster.last_health")
+
+
+def last_health():
+    """
+    The latest report the scheduled health check made on this minion (None before the first).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt 'etcd*' etcd_cluster.last_health
+    """
+    try:
+        with open(_health_file(applied_settings() or settings()), encoding="utf-8") as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
         return None

@@ -45,6 +45,19 @@ DEFAULTS = {
         "auto_compaction_retention": "20000",
     },
     "extra_flags": {},
+    # Scheduled health checks (etcd_cluster.health through the minion's scheduler).
+    "health": {
+        "schedule": True,
+        "enabled": True,
+        "interval": 60,
+        "splay": 5,
+        "timeout": 1,
+        "max_lag": 1000,
+        "quota_warning_pct": 80,
+        "quota_critical_pct": 95,
+        "wal_fsync_p99_ms": 10,
+        "cert_days": 30,
+    },
     "lookup": {},
 }
 OS_FAMILY = {"Debian": {}, "RedHat": {}, "Suse": {}, "Arch": {}}
@@ -196,6 +209,7 @@ def validate(pillar_etcd, settings, minion_id, node_has_etcd=False):
 
     _validate_release(settings, f)
     _validate_tuning(settings, f)
+    _validate_health(settings, f)
     for flag in settings.get("extra_flags") or {}:
         if str(flag).lstrip("-") in MANAGED_FLAGS:
             f.error(f"extra_flags:{flag}", f"--{flag} is set by the formula", "remove it from `etcd:extra_flags`")
@@ -245,6 +259,29 @@ def _validate_tuning(settings, f):
             f"{t.get('auto_compaction_mode')!r} is not a mode",
             "use revision or periodic",
         )
+
+
+def _validate_health(settings, f):
+    h = settings.get("health") or {}
+    for key in ("schedule", "enabled"):
+        if not isinstance(h.get(key), bool):
+            f.error(f"health:{key}", f"must be true or false, not {h.get(key)!r}", f"set `etcd:health:{key}: true`")
+    interval = _int(f, "health:interval", h.get("interval"), 2, 86400, "seconds between checks, e.g. 60")
+    splay = _int(f, "health:splay", h.get("splay"), 0, 3600, "seconds of random delay, e.g. 5")
+    if interval and splay and splay >= interval:
+        f.error(
+            "health:splay", f"splay {splay} s is not under the interval {interval} s", "use a splay under the interval"
+        )
+    timeout = h.get("timeout")
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0.1 <= timeout <= 30:
+        f.error("health:timeout", f"must be 0.1 to 30 seconds, not {timeout!r}", "per-request timeout, e.g. 1")
+    _int(f, "health:max_lag", h.get("max_lag"), 1, 10**9, "raft entries a member may trail, e.g. 1000")
+    warn = _int(f, "health:quota_warning_pct", h.get("quota_warning_pct"), 1, 100, "e.g. 80")
+    crit = _int(f, "health:quota_critical_pct", h.get("quota_critical_pct"), 1, 100, "e.g. 95")
+    if warn and crit and warn > crit:
+        f.error("health:quota_warning_pct", f"{warn}% is above the critical {crit}%", "keep warning under critical")
+    _int(f, "health:wal_fsync_p99_ms", h.get("wal_fsync_p99_ms"), 1, 10000, "etcd's hardware guide says 10")
+    _int(f, "health:cert_days", h.get("cert_days"), 0, 3650, "days before expiry to report, e.g. 30")
 
 
 def host_of(settings, name):

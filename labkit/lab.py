@@ -76,9 +76,9 @@ def start_nodes(state, names=None, log_level="info"):
         node.wait_running(state, name)
 
 
-def salt(state, *args, timeout=120):
-    """Run the salt CLI against the run's master; return the CompletedProcess."""
-    return run(VENV / "bin/salt", "-c", state["master"]["conf_dir"], *args, check=False, timeout=timeout)
+def salt(state, *args, timeout=120, tool="salt"):
+    """Run a Salt CLI (salt, salt-run) against the run's master; return the CompletedProcess."""
+    return run(VENV / "bin" / tool, "-c", state["master"]["conf_dir"], *args, check=False, timeout=timeout)
 
 
 def wait_minions(state, names=None, timeout=60.0, starts=None):

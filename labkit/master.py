@@ -55,6 +55,14 @@ def overrides(state, log_level="info"):
         "top_file_merging_strategy": "merge",
         "env_order": ["base", "lab"],
         "pillar_source_merging_strategy": "smart",
+        # The formula's runner (salt-run etcd.report) straight from the checkout; an
+        # operator's master gets it with `salt-run saltutil.sync_runners` instead.
+        "runner_dirs": [str(REPO / "_runners")],
+        # The example reactor for the scheduled health check (docs/reactor.md).
+        "reactor": [
+            {"etcd/*/health/degraded": ["salt://etcd/reactor/health.sls"]},
+            {"etcd/*/health/critical": ["salt://etcd/reactor/health.sls"]},
+        ],
         "log_level_logfile": log_level,
         "enable_fqdns_grains": False,
     }

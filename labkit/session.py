@@ -28,6 +28,11 @@ class LabSession:
         except ValueError as exc:
             raise LabError(f"salt {' '.join(args)}: {proc.stdout[-2000:]} {proc.stderr[-2000:]}") from exc
 
+    def salt_run(self, *args, timeout=120):
+        """`salt-run ARGS` on the run's master: (stdout, stderr)."""
+        proc = lab.salt(self.state, *args, timeout=timeout, tool="salt-run")
+        return proc.stdout, proc.stderr
+
     def apply(self, targets, *args, sls="etcd", timeout=600):
         """`state.apply` on a list of minions at once: {minion: [state results in run order]}."""
         targets = [targets] if isinstance(targets, str) else list(targets)

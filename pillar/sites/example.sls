@@ -53,3 +53,17 @@ etcd:
   # Any other etcd flag, without the leading dashes.
   extra_flags: {}
   #   experimental-initial-corrupt-check: true
+
+  # The scheduled health check on every member: events etcd/<cluster>/health/<verdict>
+  # to the master, `salt-run etcd.report` for the table (README: Health checks).
+  health:
+    schedule: true               # false removes the scheduler job
+    enabled: true                # false keeps the job, disabled
+    interval: 60                 # s
+    splay: 5                     # s of random delay, under the interval
+    timeout: 1                   # s per request
+    max_lag: 1000                # raft entries behind the leader
+    quota_warning_pct: 80
+    quota_critical_pct: 95
+    wal_fsync_p99_ms: 10         # etcd's hardware guide
+    cert_days: 30

@@ -56,3 +56,17 @@ etcd-config-unit-module-run:
     - service.systemctl_reload: []
     - onchanges:
       - file: etcd-config-unit-file-managed
+
+# The settings this apply rendered, for the scheduled health check: the minion daemon's
+# in-memory pillar stays as it was until a pillar refresh, and the check must judge the
+# cluster the node actually runs.
+etcd-config-settings-file-serialize:
+  file.serialize:
+    - name: {{ etcd.paths.config_dir }}/formula-settings.json
+    - dataset: {{ etcd | json }}
+    - serializer: json
+    - user: root
+    - group: {{ etcd.group }}
+    - mode: '0640'
+    - require:
+      - file: etcd-config-dir-file-directory

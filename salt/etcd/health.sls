@@ -1,4 +1,5 @@
 {%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ "/map.jinja" import mapdata as etcd with context %}
 
 include:
   - {{ tplroot }}.service
@@ -8,3 +9,32 @@ etcd-health-cluster-etcd_cluster-healthy:
     - name: etcd
     - require:
       - sls: {{ tplroot }}.service
+
+# The scheduled check needs the service, not a healthy cluster: an unhealthy cluster is
+# exactly when its events matter. Masterless (no minion daemon to ask) writes the job
+# to the minion's configuration instead of asking the daemon.
+{%- if etcd.health.schedule %}
+etcd-health-schedule-schedule-present:
+  schedule.present:
+    - name: etcd-health
+    - function: etcd_cluster.health
+    - job_kwargs: {event: true}
+    - seconds: {{ etcd.health.interval }}
+    - splay: {{ etcd.health.splay }}
+    - enabled: {{ etcd.health.enabled }}
+    - maxrunning: 1
+    - return_job: false
+    - persist: true
+  {%- if opts.get('file_client') == 'local' %}
+    - offline: true
+  {%- endif %}
+    - require:
+      - sls: {{ tplroot }}.service
+{%- else %}
+etcd-health-schedule-schedule-absent:
+  schedule.absent:
+    - name: etcd-health
+  {%- if opts.get('file_client') == 'local' %}
+    - offline: true
+  {%- endif %}
+{%- endif %}

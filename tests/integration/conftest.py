@@ -3,11 +3,12 @@
 Teardown runs when setup fails, when a test fails and on Ctrl-C/SIGTERM.
 """
 
+import copy
 import os
 
 import pytest
 
-from labkit import lab
+from labkit import lab as labrun
 from labkit.master import MASTER_ID, overrides
 from labkit.preflight import REPO, check_host
 from labkit.session import LabSession
@@ -21,7 +22,7 @@ def lab_session(salt_factories):
     check_host()
     state = RunState.create(LAB_NODES, REPO)
     try:
-        lab.setup(state)
+        labrun.setup(state)
         master = salt_factories.salt_master_daemon(MASTER_ID, overrides=overrides(state, "debug"))
         with master.started(start_timeout=60):
             state["master"] = {
@@ -31,10 +32,10 @@ def lab_session(salt_factories):
                 "publish_port": master.config["publish_port"],
             }
             state.save()
-            starts = lab.MinionStarts(state)
+            starts = labrun.MinionStarts(state)
             try:
-                lab.start_nodes(state, log_level="debug")
-                lab.wait_minions(state, starts=starts)
+                labrun.start_nodes(state, log_level="debug")
+                labrun.wait_minions(state, starts=starts)
             finally:
                 starts.close()
             if os.environ.get("PROBE") == "fail-setup":  # tests/integration/test_teardown.py
@@ -43,4 +44,23 @@ def lab_session(salt_factories):
             session.master = master
             yield session
     finally:
-        lab.teardown(state)
+        labrun.teardown(state)
+
+
+@pytest.fixture(scope="module")
+def lab(lab_session):
+    """The lab with the extension synced to every node; the site pillar is restored after the module."""
+    assert len(lab_session.etcd_nodes) >= 4, "these tests need LAB_NODES>=4 (a spare node)"
+    original = lab_session.site()
+    synced = lab_session.salt("-L", ",".join(lab_session.etcd_nodes), "saltutil.sync_all")
+    assert all("modules.etcd_cluster" in str(v) or v for v in synced.values()), synced
+    yield lab_session
+    lab_session.set_site(original)
+
+
+@pytest.fixture
+def site(lab):
+    """The lab site pillar, to change for one test; restored afterwards."""
+    original = lab.site()
+    yield copy.deepcopy(original)
+    lab.set_site(original)

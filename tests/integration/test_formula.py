@@ -5,45 +5,10 @@ changes that only report a pending restart, a refused checksum, a wiped member, 
 second cluster of 3.4.23 from the salt:// fileserver, and a masterless single node.
 """
 
-import copy
 import json
 
 import pytest
-
-MEMBERS = ["etcd1", "etcd2", "etcd3"]
-ETCDCTL = ["etcdctl", "--endpoints=http://127.0.0.1:2379"]
-
-
-@pytest.fixture(scope="module")
-def lab(lab_session):
-    assert len(lab_session.etcd_nodes) >= 4, "these tests need LAB_NODES>=4 (a spare node)"
-    original = lab_session.site()
-    synced = lab_session.salt("-L", ",".join(lab_session.etcd_nodes), "saltutil.sync_all")
-    assert all("modules.etcd_cluster" in str(v) or v for v in synced.values()), synced
-    yield lab_session
-    lab_session.set_site(original)
-
-
-@pytest.fixture
-def site(lab):
-    """The lab site pillar, to change for one test; restored afterwards."""
-    original = lab.site()
-    yield copy.deepcopy(original)
-    lab.set_site(original)
-
-
-def by_id(results):
-    return {r["__id__"]: r for r in results}
-
-
-def ok(results):
-    failed = [f"{r['__id__']}: {r['comment']}" for r in results if r["result"] is False]
-    assert not failed, failed
-    return results
-
-
-def changed(results):
-    return [r["__id__"] for r in results if r["changes"]]
+from results import ETCDCTL, MEMBERS, by_id, changed, ok, wipe
 
 
 def etcd_pid(lab, name):
@@ -224,15 +189,9 @@ def test_wiped_member_is_refused_not_rebootstrapped(lab):
     assert got == "written-on-etcd1"
 
 
-def _wipe(lab, names):
-    for name in names:
-        lab.exec(name, "systemctl", "stop", "etcd", check=True)
-        lab.exec(name, "rm", "-rf", "/var/lib/etcd/member", check=True)
-
-
 def test_a_formed_cluster_is_never_bootstrapped_again(lab):
     # Every member lost its data: the recorded cluster ID (mine) stops a silent new cluster.
-    _wipe(lab, MEMBERS)
+    wipe(lab, MEMBERS)
     ret = lab.apply(MEMBERS)
     for name in MEMBERS:
         running = by_id(ret[name])["etcd-service-running-etcd_cluster-running"]
@@ -294,3 +253,8 @@ def test_masterless_single_node(lab, repo):
     assert len(members) == 1 and "etcd4" in members[0] and "started" in members[0]
     again = json.loads(lab.exec("etcd4", *venv_call, "state.apply", "etcd", timeout=300).stdout)["local"]
     assert [k for k, r in again.items() if r["changes"]] == []
+    # No minion daemon to ask: the health schedule went to the configuration, once.
+    schedule = lab.exec("etcd4", "cat", f"{conf}/minion.d/_schedule.conf").stdout
+    assert "etcd-health" in schedule and "etcd_cluster.health" in schedule, schedule
+    report = json.loads(lab.exec("etcd4", *venv_call, "etcd_cluster.health", timeout=60).stdout)["local"]
+    assert report["verdict"] == "ok" and [m["name"] for m in report["members"]] == ["etcd4"], report

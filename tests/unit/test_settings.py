@@ -83,6 +83,12 @@ def test_merge_order_is_defaults_then_lookup_then_pillar():
             "set by the formula",
         ),
         (with_(source={"url": "ftp://mirror/etcd.tgz"}), "etcd:source:url", "not an http"),
+        (with_(health={"interval": 10, "splay": 10}), "etcd:health:splay", "not under the interval"),
+        (with_(health={"interval": 1}), "etcd:health:interval", "2 to 86400"),
+        (with_(health={"enabled": "yes"}), "etcd:health:enabled", "true or false"),
+        (with_(health={"quota_warning_pct": 96}), "etcd:health:quota_warning_pct", "above the critical"),
+        (with_(health={"timeout": 0}), "etcd:health:timeout", "0.1 to 30"),
+        (with_(health={"intervall": 5}), "etcd:health:intervall", "did you mean `health:interval`"),
     ],
 )
 def test_each_mistake_names_its_key_and_a_fix(pillar, key, words):

@@ -1,0 +1,193 @@
+"""Master-side views of the etcd clusters that etcd-formula manages.
+
+The scheduled check on every member (``etcd_cluster.health event=True``) publishes its
+latest report to the mine as ``etcd_health`` and sends it as an event
+``etcd/<cluster>/health/<verdict>``. ``report`` reads the mine; ``alert`` is what the
+example reactor (``salt://etcd/reactor/health.sls``) calls on degraded and critical.
+"""
+
+import logging
+import time
+
+import salt.cache
+
+log = logging.getLogger(__name__)
+
+__virtualname__ = "etcd"
+ALERT_BANK = "etcd/alerts"
+
+
+def __virtual__():
+    return __virtualname__
+
+
+def _latest_reports(cluster=None):
+    mined = __salt__["mine.get"]("*", "etcd_health") or {}
+    clusters = {}
+    for minion, rep in mined.items():
+        if not isinstance(rep, dict) or "verdict" not in rep:
+            continue
+        if cluster and rep.get("cluster") != cluster:
+            continue
+        clusters.setdefault(rep.get("cluster"), {})[minion] = rep
+    return clusters
+
+
+def _summary(name, by_minion, now):
+    newest = max(by_minion.values(), key=lambda r: r.get("time", 0))
+    members = []
+    for row in newest.get("members", []):
+        own = by_minion.get(row["name"], {})
+        days = [c.get("days_left") for c in own.get("certificates", {}).values() if c.get("days_left") is not None]
+        alarms = [a["alarm"] for a in newest.get("alarms", []) if a.get("member") == row["name"]]
+        members.append(
+            {
+                "name": row["name"],
+                "serving": row["serving"],
+                "leader": row["leader"],
+                "learner": row["learner"],
+                "version": row["version"],
+                "db_size": row["db_size"],
+                "db_pct": row["db_pct"],
+                "lag": row["lag"],
+                "alarms": alarms,
+                "cert_days": min(days) if days else None,
+                "own_verdict": own.get("verdict"),
+                "own_report_age_s": round(now - own["time"]) if own.get("time") else None,
+            }
+        )
+    return {
+        "cluster": name,
+        "cluster_id": newest.get("cluster_id"),
+        "verdict": newest["verdict"],
+        "reported_by": newest.get("minion"),
+        "report_age_s": round(now - newest.get("time", now)),
+        "leader": newest.get("leader"),
+        "quorum": newest.get("quorum"),
+        "versions": newest.get("versions"),
+        "alarms": newest.get("alarms", []),
+        "reasons": newest.get("reasons", []),
+        "members": members,
+        "last_alert": _cache().fetch(ALERT_BANK, name) or None,
+    }
+
+
+def _human(size):
+    if size is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return str(size)
+
+
+def _table(clusters):
+    if not clusters:
+        return "no etcd health reports in the mine yet (is the etcd-health schedule installed?)"
+    lines = []
+    for c in clusters:
+        q = c.get("quorum") or {}
+        lines.append(
+            f"cluster {c['cluster']} ({c['cluster_id'] or '?'}): {c['verdict'].upper()}, leader {c['leader'] or '-'}, "
+            f"{q.get('serving', '?')}/{q.get('voters', '?')} voters serving (quorum {q.get('needed', '?')}), "
+            f"cluster version {(c.get('versions') or {}).get('cluster') or '-'}, "
+            f"report by {c['reported_by']} {c['report_age_s']} s ago"
+        )
+        head = ("MEMBER", "SERVING", "LEADER", "VERSION", "DB", "DB%", "LAG", "ALARMS", "CERT DAYS", "OWN CHECK")
+        rows = [head]
+        for m in c["members"]:
+            rows.append(
+                (
+                    m["name"] + (" (learner)" if m["learner"] else ""),
+                    "yes" if m["serving"] else "NO",
+                    "*" if m["leader"] else "",
+                    m["version"] or "-",
+                    _human(m["db_size"]),
+                    "-" if m["db_pct"] is None else f"{m['db_pct']:.1f}",
+                    "-" if m["lag"] is None else str(m["lag"]),
+                    ",".join(m["alarms"]) or "-",
+                    "-" if m["cert_days"] is None else str(m["cert_days"]),
+                    f"{m['own_verdict']} {m['own_report_age_s']} s ago" if m["own_verdict"] else "-",
+                )
+            )
+        widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+        lines += ["  " + "  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+        lines += [f"  {r['level']}: [{r['code']}] {r['text']}" for r in c["reasons"]]
+        lines.append("")
+    return "\n".join(lines).rstrip()
+
+
+def report(cluster=None):
+    """
+    Every cluster the master knows, from the members' latest scheduled health reports
+    (the mine's ``etcd_health``): verdict, leader, quorum, and per member serving,
+    version, DB size and % of quota, raft lag, alarms, certificate days left and the
+    age of that member's own last check. A table by default; data with ``--out=json``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run etcd.report
+        salt-run etcd.report cluster=storageos --out=json
+    """
+    now = time.time()
+    clusters = [_summary(name, reps, now) for name, reps in sorted(_latest_reports(cluster).items())]
+    if __opts__.get("output") in (None, "nested", "txt", "raw"):
+        return _table(clusters)
+    return {c["cluster"]: c for c in clusters}
+
+
+def _cache():
+    return salt.cache.factory(__opts__)
+
+
+def alert(report=None, minion=None, repeat=3600):
+    """
+    Act on a degraded or critical report (called by the example reactor): log it on the
+    master, fire ``etcd/<cluster>/alert`` with the verdict and reasons, and POST it to
+    ``etcd_alert_webhook`` when the master's configuration sets one. The same verdict
+    with the same reasons is repeated at most every ``repeat`` seconds per cluster.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run etcd.alert report='{"cluster": "storageos", "verdict": "degraded", "reasons": []}'
+    """
+    if not isinstance(report, dict) or "cluster" not in report or "verdict" not in report:
+        return {"result": False, "comment": "alert needs a health report (the event's data)"}
+    cluster, verdict = report["cluster"], report["verdict"]
+    reasons = [
+        {"code": r.get("code"), "member": r.get("member"), "level": r.get("level"), "text": r.get("text")}
+        for r in report.get("reasons", [])
+    ]
+    signature = [verdict, sorted(f"{r['code']}:{r['member']}" for r in reasons)]
+    cache = _cache()
+    last = cache.fetch(ALERT_BANK, cluster) or {}
+    now = time.time()
+    if last.get("signature") == signature and now - last.get("time", 0) < float(repeat):
+        return {"result": True, "comment": f"already alerted {round(now - last['time'])} s ago", "sent": False}
+    alert_data = {
+        "cluster": cluster,
+        "verdict": verdict,
+        "reasons": reasons,
+        "minion": minion or report.get("minion"),
+        "report_time": report.get("time"),
+        "time": now,
+        "signature": signature,
+    }
+    cache.store(ALERT_BANK, cluster, alert_data)
+    text = "; ".join(r["text"] for r in reasons) or "no reason given"
+    (log.error if verdict == "critical" else log.warning)("etcd cluster %s is %s: %s", cluster, verdict, text)
+    __salt__["event.send"](f"etcd/{cluster}/alert", alert_data)
+    hook = __opts__.get("etcd_alert_webhook")
+    if hook:
+        import requests  # a Salt dependency; only needed when a webhook is configured
+
+        try:
+            requests.post(hook, json=alert_data, timeout=5)
+        except requests.RequestException as exc:
+            log.warning("etcd alert webhook %s failed: %s", hook, exc)
+    return {"result": True, "comment": f"{cluster} {verdict}: {text}", "sent": True}

@@ -1,0 +1,293 @@
+"""The cluster health report: gather facts through the JSON gateway, then judge them.
+
+`gather` makes the requests (all in parallel, each bounded by the client's timeout): per
+started member `/health` and `/v3/maintenance/status`; once `/v3/cluster/member/list`,
+the alarm list, `/version` and the local member's `/metrics`. `assess` is pure: it turns
+those facts and the settings into a verdict (ok / degraded / critical) with reasons,
+each a machine-readable code, the member it concerns and a sentence.
+"""
+
+import concurrent.futures
+import math
+import re
+import time
+
+try:  # loaded by Salt's loader by name, or imported directly by unit tests
+    import etcd_client
+    import etcd_settings
+except ImportError:  # pragma: no cover
+    from _utils import etcd_client, etcd_settings
+
+VERDICTS = ("ok", "degraded", "critical")
+CRITICAL_ALARMS = ("NOSPACE", "CORRUPT")
+_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)")
+_LE = re.compile(r'le="([^"]+)"')
+METRICS = (
+    "etcd_server_quota_backend_bytes",
+    "etcd_disk_wal_fsync_duration_seconds",
+    "etcd_server_has_leader",
+)
+
+
+def parse_metrics(text, wanted=METRICS):
+    """Prometheus text → {name: value} for plain samples, {name_bucket: [(le, count)]}."""
+    out = {}
+    for line in text.splitlines():
+        if not line or line[0] == "#" or not line.startswith(wanted):
+            continue
+        m = _SAMPLE.match(line)
+        if not m:
+            continue
+        name, labels, value = m.groups()
+        try:
+            number = float(value)
+        except ValueError:
+            continue
+        if name.endswith("_bucket"):
+            le = _LE.search(labels or "")
+            if le:
+                out.setdefault(name, []).append((float(le.group(1)), number))
+        else:
+            out[name] = number
+    return out
+
+
+def histogram(metrics, name):
+    """Count, mean and the p99 upper bound (ms) of a histogram since the process started."""
+    count = metrics.get(f"{name}_count", 0)
+    if not count:
+        return {"count": 0, "mean_ms": None, "p99_ms": None}
+    mean = metrics.get(f"{name}_sum", 0) / count * 1000
+    p99 = None
+    for le, cumulative in sorted(metrics.get(f"{name}_bucket", [])):
+        if cumulative >= 0.99 * count:
+            p99 = None if math.isinf(le) else le * 1000
+            break
+    return {"count": int(count), "mean_ms": round(mean, 3), "p99_ms": p99}
+
+
+def membership_findings(settings, listing):
+    """The live member list against pillar: what is missing, extra, unstarted or wrong."""
+    findings = []
+    live = listing["members"]
+    by_peer = {u: m for m in live for u in m["peer_urls"]}
+    matched = set()
+    for name in settings["members"]:
+        want_peer = etcd_settings.peer_url(settings, name)
+        want_client = etcd_settings.client_url(settings, name)
+        m = next((x for x in live if x["name"] == name), None) or by_peer.get(want_peer)
+        if m is None:
+            findings.append(_reason("member_missing", name, f"{name} is in pillar but not a member of the cluster"))
+            continue
+        matched.add(m["id"])
+        if not m["name"]:
+            findings.append(_reason("member_unstarted", name, f"{name} was added but has never started"))
+        elif m["name"] != name:
+            findings.append(_reason("member_name_mismatch", name, f"{want_peer} is member {m['name']}, not {name}"))
+        if m["peer_urls"] != [want_peer]:
+            findings.append(
+                _reason("peer_urls_mismatch", name, f"{name} has peer URLs {m['peer_urls']}, pillar wants {want_peer}")
+            )
+        if m["name"] and m["client_urls"] != [want_client]:
+            findings.append(
+                _reason(
+                    "client_urls_mismatch",
+                    name,
+                    f"{name} advertises {m['client_urls']}, pillar wants {want_client}",
+                )
+            )
+        if m["is_learner"]:
+            findings.append(_reason("learner_pending", name, f"{name} is a learner, not yet promoted"))
+    for m in live:
+        if m["id"] not in matched:
+            label = m["name"] or etcd_client.member_hex(m["id"])
+            findings.append(_reason("member_extra", label, f"member {label} ({m['peer_urls']}) is not in pillar"))
+    return findings
+
+
+def _reason(code, member, text, level="degraded"):
+    return {"code": code, "member": member, "level": level, "text": text}
+
+
+def gather(client, settings, me):
+    """Every fact the report needs, in one parallel wave; never raises.
+
+    Member status and health go to the client URLs pillar expects alongside the member
+    list; only members the list names at other URLs cost a second wave.
+    """
+    started = time.monotonic()
+    local = etcd_settings.local_endpoint(settings, me) if me in settings["members"] else None
+    facts = {"local": me if local else None, "errors": []}
+    expected = [etcd_settings.client_url(settings, n) for n in settings["members"]]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=2 * len(expected) + 4) as pool:
+        jobs = {"listing": pool.submit(client.member_list, None), "alarms": pool.submit(client.alarms, None)}
+        if local:
+            jobs["metrics"] = pool.submit(client.metrics, local, max(METRICS) + "~")
+            jobs["version"] = pool.submit(client.version, local)
+        _probe_members(pool, client, expected, jobs)
+        listing = _result(jobs, "listing", facts)
+        if listing is not None:
+            urls = [m["client_urls"][0] for m in listing["members"] if m["client_urls"]]
+            _probe_members(pool, client, [u for u in urls if ("status", u) not in jobs], jobs)
+        results = {key: _result(jobs, key, facts) for key in jobs if key != "listing"}
+    facts["listing"] = listing
+    facts["members"] = {}
+    for m in (listing or {}).get("members", []):
+        url = (m["client_urls"] or [None])[0]
+        facts["members"][m["id"]] = {"status": results.get(("status", url)), "health": results.get(("health", url))}
+    facts["alarms"] = results.get("alarms") or []
+    facts["metrics"] = parse_metrics(results.get("metrics") or "")
+    facts["version"] = results.get("version") or {}
+    facts["duration_ms"] = round((time.monotonic() - started) * 1000, 1)
+    return facts
+
+
+def _probe_members(pool, client, urls, jobs):
+    for url in urls:
+        jobs[("status", url)] = pool.submit(client.status, url)
+        jobs[("health", url)] = pool.submit(client.health, url)
+
+
+def _result(jobs, key, facts):
+    try:
+        return jobs[key].result()
+    except etcd_client.EtcdError as exc:
+        facts["errors"].append(f"{key if isinstance(key, str) else ' '.join(key)}: {exc}")
+        return None
+
+
+def assess(facts, settings, certificates=None):
+    """The report: members, leader, quota, alarms, versions, findings and the verdict."""
+    h = settings["health"]
+    reasons = []
+    report = {
+        "cluster": settings["cluster"]["name"],
+        "local": facts.get("local"),
+        "duration_ms": facts.get("duration_ms"),
+        "errors": facts.get("errors", []),
+        "certificates": certificates or {},
+    }
+    listing = facts.get("listing")
+    if listing is None:
+        reasons.append(_reason("unreachable", None, "no member answers a member-list request", "critical"))
+        return _verdict(report, reasons, members=[])
+
+    metrics = facts.get("metrics") or {}
+    quota = metrics.get("etcd_server_quota_backend_bytes") or settings["tuning"]["quota_backend_bytes"]
+    rows, voters, serving_voters, leaders, cluster_ids = [], 0, 0, set(), set()
+    # /health says false under any alarm, but a NOSPACE cluster still serves reads and
+    # deletes: then a member that answers status and follows a leader counts as serving.
+    nospace = any(a["alarm"] == "NOSPACE" for a in facts.get("alarms") or [])
+    for m in listing["members"]:
+        got = facts["members"].get(m["id"], {})
+        st = got.get("status") or {}
+        row = {
+            "name": m["name"] or etcd_client.member_hex(m["id"]),
+            "id": etcd_client.member_hex(m["id"]),
+            "endpoint": (m["client_urls"] or [None])[0],
+            "started": bool(m["name"]),
+            "learner": m["is_learner"],
+            "serving": bool(got.get("health")) or (nospace and bool(st.get("leader"))),
+            "answers": bool(st),
+            "leader": False,
+            "version": st.get("version"),
+            "raft_term": st.get("raft_term"),
+            "raft_index": st.get("raft_index"),
+            "applied_index": st.get("raft_applied_index"),
+            "db_size": st.get("db_size"),
+            "db_in_use": st.get("db_size_in_use"),
+            "db_pct": round(100.0 * st["db_size"] / quota, 1) if st and quota else None,
+            "lag": None,
+        }
+        if st:
+            cluster_ids.add(st["cluster_id"])
+            if st["leader"]:
+                leaders.add(st["leader"])
+        if not m["is_learner"]:
+            voters += 1
+            serving_voters += row["serving"]
+        if row["started"] and not row["serving"]:
+            what = "does not answer" if not st else "answers but does not serve (no leader or no quorum)"
+            reasons.append(_reason("member_down", row["name"], f"{row['name']} {what}"))
+        rows.append(row)
+
+    leader_id = next(iter(leaders)) if len(leaders) == 1 else None
+    leader = next((r for r in rows if r["id"] == etcd_client.member_hex(leader_id or 0)), None)
+    if leader:
+        leader["leader"] = True
+        for r in rows:
+            if r["raft_index"] is not None and leader["raft_index"] is not None:
+                r["lag"] = max(0, leader["raft_index"] - r["raft_index"])
+                if r["lag"] > h["max_lag"]:
+                    reasons.append(_reason("raft_lag", r["name"], f"{r['name']} is {r['lag']} entries behind"))
+    quorum = voters // 2 + 1
+    if serving_voters < quorum:
+        reasons.append(
+            _reason(
+                "no_quorum", None, f"{serving_voters} of {voters} voting members serve, quorum is {quorum}", "critical"
+            )
+        )
+    if not leader:
+        reasons.append(_reason("no_leader", None, "the members agree on no leader", "critical"))
+    if len(cluster_ids) > 1:
+        reasons.append(_reason("cluster_id_split", None, f"members report {len(cluster_ids)} cluster IDs", "critical"))
+
+    alarms = []
+    for a in facts.get("alarms") or []:
+        owner = next((r["name"] for r in rows if r["id"] == etcd_client.member_hex(a["member_id"])), None)
+        alarms.append({"alarm": a["alarm"], "member": owner or etcd_client.member_hex(a["member_id"])})
+        level = "critical" if a["alarm"] in CRITICAL_ALARMS else "degraded"
+        reasons.append(_reason(f"alarm_{a['alarm'].lower()}", alarms[-1]["member"], f"alarm {a['alarm']}", level))
+
+    for r in rows:
+        if r["db_pct"] is None:
+            continue
+        if r["db_pct"] >= h["quota_critical_pct"]:
+            reasons.append(
+                _reason("quota_critical", r["name"], f"{r['name']} DB at {r['db_pct']}% of quota", "critical")
+            )
+        elif r["db_pct"] >= h["quota_warning_pct"]:
+            reasons.append(_reason("quota_high", r["name"], f"{r['name']} DB at {r['db_pct']}% of quota"))
+
+    versions = sorted({r["version"] for r in rows if r["version"]})
+    if len(versions) > 1:
+        reasons.append(_reason("version_skew", None, f"members run {', '.join(versions)}"))
+
+    reasons += membership_findings(settings, listing)
+
+    wal = histogram(metrics, "etcd_disk_wal_fsync_duration_seconds")
+    if wal["p99_ms"] is not None and wal["p99_ms"] > h["wal_fsync_p99_ms"]:
+        reasons.append(
+            _reason(
+                "slow_disk",
+                facts.get("local"),
+                f"WAL fsync p99 is at most {wal['p99_ms']} ms (>{h['wal_fsync_p99_ms']})",
+            )
+        )
+    for path, cert in (certificates or {}).items():
+        days = cert.get("days_left")
+        if days is not None and days < 0:
+            reasons.append(_reason("cert_expired", facts.get("local"), f"{path} expired", "critical"))
+        elif days is not None and days < h["cert_days"]:
+            reasons.append(_reason("cert_expiring", facts.get("local"), f"{path} expires in {days} days"))
+
+    report.update(
+        cluster_id=etcd_client.member_hex(listing["cluster_id"]),
+        leader=leader["name"] if leader else None,
+        raft_term=leader["raft_term"] if leader else None,
+        quota_bytes=int(quota),
+        alarms=alarms,
+        versions={"members": versions, "cluster": facts.get("version", {}).get("etcdcluster")},
+        quorum={"voters": voters, "serving": serving_voters, "needed": quorum},
+        wal_fsync=wal,
+    )
+    return _verdict(report, reasons, rows)
+
+
+def _verdict(report, reasons, members):
+    levels = {r["level"] for r in reasons}
+    report["verdict"] = "critical" if "critical" in levels else "degraded" if levels else "ok"
+    report["reasons"] = reasons
+    report["members"] = members
+    report["time"] = time.time()
+    return report

@@ -1,0 +1,26 @@
+"""Shared helpers of the formula's lab tests: reading state returns, resetting members."""
+
+MEMBERS = ["etcd1", "etcd2", "etcd3"]
+ETCDCTL = ["etcdctl", "--endpoints=http://127.0.0.1:2379"]
+
+
+def by_id(results):
+    return {r["__id__"]: r for r in results}
+
+
+def ok(results):
+    failed = [f"{r['__id__']}: {r['comment']}" for r in results if r["result"] is False]
+    assert not failed, failed
+    return results
+
+
+def changed(results):
+    return [r["__id__"] for r in results if r["changes"]]
+
+
+def wipe(lab, names):
+    """Stop etcd and delete its member data: the node is as if etcd never ran."""
+    for name in names:
+        if lab.exec(name, "test", "-e", "/etc/systemd/system/etcd.service").returncode == 0:
+            lab.exec(name, "systemctl", "stop", "etcd", check=True)
+        lab.exec(name, "rm", "-rf", "/var/lib/etcd/member", check=True)

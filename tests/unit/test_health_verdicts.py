@@ -1,0 +1,195 @@
+"""The health report's judgement: metrics parsing, membership findings, verdicts and reasons.
+
+The facts are shaped as `etcd_health.gather` returns them; the lab tests gather real ones.
+"""
+
+import copy
+
+import etcd_health
+import etcd_settings
+import pytest
+
+IDS = {"etcd1": 11, "etcd2": 12, "etcd3": 13}
+METRICS = """# HELP etcd_disk_wal_fsync_duration_seconds The latency distributions of fsync called by WAL.
+# TYPE etcd_disk_wal_fsync_duration_seconds histogram
+etcd_disk_wal_fsync_duration_seconds_bucket{le="0.001"} 90
+etcd_disk_wal_fsync_duration_seconds_bucket{le="0.002"} 95
+etcd_disk_wal_fsync_duration_seconds_bucket{le="0.004"} 99
+etcd_disk_wal_fsync_duration_seconds_bucket{le="0.008"} 100
+etcd_disk_wal_fsync_duration_seconds_bucket{le="+Inf"} 100
+etcd_disk_wal_fsync_duration_seconds_sum 0.1
+etcd_disk_wal_fsync_duration_seconds_count 100
+etcd_server_has_leader 1
+etcd_server_quota_backend_bytes 1.048576e+06
+grpc_server_handled_total{grpc_code="OK",grpc_method="Range"} 7
+"""
+
+
+def settings():
+    s = etcd_settings.merge(
+        {
+            "cluster": {"name": "lab"},
+            "members": {n: {"address": f"10.0.0.{i}"} for n, i in IDS.items()},
+        }
+    )
+    return s
+
+
+def member(name, learner=False, started=True):
+    return {
+        "id": IDS[name],
+        "name": name if started else "",
+        "peer_urls": [f"http://10.0.0.{IDS[name]}:2380"],
+        "client_urls": [f"http://10.0.0.{IDS[name]}:2379"] if started else [],
+        "is_learner": learner,
+    }
+
+
+def status(name, leader="etcd1", index=100, db=100_000):
+    return {
+        "cluster_id": 99,
+        "member_id": IDS[name],
+        "leader": IDS[leader] if leader else 0,
+        "version": "3.5.1",
+        "db_size": db,
+        "db_size_in_use": db,
+        "raft_term": 3,
+        "raft_index": index,
+        "raft_applied_index": index,
+        "is_learner": False,
+        "errors": [],
+    }
+
+
+def healthy_facts():
+    return {
+        "local": "etcd1",
+        "errors": [],
+        "listing": {"cluster_id": 99, "members": [member(n) for n in IDS]},
+        "members": {IDS[n]: {"status": status(n), "health": True} for n in IDS},
+        "alarms": [],
+        "metrics": etcd_health.parse_metrics(METRICS),
+        "version": {"etcdserver": "3.5.1", "etcdcluster": "3.5.0"},
+        "duration_ms": 12.0,
+    }
+
+
+def verdict(facts, s=None):
+    return etcd_health.assess(facts, s or settings())
+
+
+def codes(report):
+    return sorted((r["code"], r["member"]) for r in report["reasons"])
+
+
+def test_parse_metrics_reads_the_quota_and_the_fsync_histogram_only():
+    m = etcd_health.parse_metrics(METRICS)
+    assert m["etcd_server_quota_backend_bytes"] == 1048576
+    assert "grpc_server_handled_total" not in m
+    h = etcd_health.histogram(m, "etcd_disk_wal_fsync_duration_seconds")
+    assert h == {"count": 100, "mean_ms": 1.0, "p99_ms": 4.0}
+
+
+def test_healthy_cluster_is_ok_with_quota_from_metrics():
+    report = verdict(healthy_facts())
+    assert report["verdict"] == "ok", report["reasons"]
+    assert report["leader"] == "etcd1"
+    assert report["quota_bytes"] == 1048576
+    assert {m["name"]: m["db_pct"] for m in report["members"]}["etcd2"] == pytest.approx(9.5, abs=0.1)
+    assert report["quorum"] == {"voters": 3, "serving": 2 + 1, "needed": 2}
+
+
+def test_one_member_down_is_degraded_and_names_it():
+    facts = healthy_facts()
+    facts["members"][IDS["etcd3"]] = {"status": None, "health": None}
+    report = verdict(facts)
+    assert report["verdict"] == "degraded"
+    assert codes(report) == [("member_down", "etcd3")]
+
+
+def test_two_members_down_lose_quorum_and_are_critical():
+    facts = healthy_facts()
+    for n in ("etcd2", "etcd3"):
+        facts["members"][IDS[n]] = {"status": None, "health": None}
+    facts["members"][IDS["etcd1"]] = {"status": status("etcd1", leader=None), "health": False}
+    report = verdict(facts)
+    assert report["verdict"] == "critical"
+    assert {"no_quorum", "no_leader"} <= {c for c, _ in codes(report)}
+
+
+def test_nospace_is_critical_but_members_still_serve_reads():
+    facts = healthy_facts()
+    facts["alarms"] = [{"member_id": IDS["etcd2"], "alarm": "NOSPACE"}]
+    for n in IDS:
+        facts["members"][IDS[n]]["health"] = False  # /health is false under any alarm
+    report = verdict(facts)
+    assert report["verdict"] == "critical"
+    assert ("alarm_nospace", "etcd2") in codes(report)
+    assert report["quorum"]["serving"] == 3
+    assert report["alarms"] == [{"alarm": "NOSPACE", "member": "etcd2"}]
+
+
+def test_quota_lag_skew_and_slow_disk_are_degraded():
+    facts = healthy_facts()
+    facts["members"][IDS["etcd2"]]["status"] = status("etcd2", db=900_000)  # 86% of 1 MiB
+    facts["members"][IDS["etcd3"]]["status"] = dict(status("etcd3", index=5000), version="3.4.23")
+    facts["members"][IDS["etcd1"]]["status"] = status("etcd1", index=7000)
+    s = settings()
+    s["health"]["wal_fsync_p99_ms"] = 2
+    report = verdict(facts, s)
+    assert report["verdict"] == "degraded"
+    found = {c for c, _ in codes(report)}
+    assert {"quota_high", "raft_lag", "version_skew", "slow_disk"} <= found
+    assert ("raft_lag", "etcd3") in codes(report) and ("raft_lag", "etcd2") in codes(report)
+
+
+def test_quota_over_critical_threshold_is_critical():
+    facts = healthy_facts()
+    facts["members"][IDS["etcd2"]]["status"] = status("etcd2", db=1_040_000)
+    assert ("quota_critical", "etcd2") in codes(verdict(facts))
+    assert verdict(facts)["verdict"] == "critical"
+
+
+def test_membership_findings_missing_extra_unstarted_learner_and_urls():
+    s = settings()
+    s["members"]["etcd4"] = {"address": "10.0.0.14"}
+    listing = {
+        "cluster_id": 99,
+        "members": [
+            member("etcd1"),
+            dict(member("etcd2"), client_urls=["http://10.9.9.9:2379"]),
+            dict(member("etcd3"), is_learner=True),
+            {"id": 77, "name": "", "peer_urls": ["http://10.0.0.77:2380"], "client_urls": [], "is_learner": True},
+        ],
+    }
+    found = codes({"reasons": etcd_health.membership_findings(s, listing)})
+    assert found == [
+        ("client_urls_mismatch", "etcd2"),
+        ("learner_pending", "etcd3"),
+        ("member_extra", "4d"),
+        ("member_missing", "etcd4"),
+    ]
+
+
+def test_unstarted_member_found_by_peer_url():
+    listing = {"cluster_id": 99, "members": [member("etcd1"), member("etcd2"), member("etcd3", started=False)]}
+    found = codes({"reasons": etcd_health.membership_findings(settings(), listing)})
+    assert found == [("member_unstarted", "etcd3")]
+
+
+def test_no_member_answering_is_critical_unreachable():
+    facts = {"local": "etcd1", "errors": ["member list: refused"], "listing": None, "members": {}, "alarms": []}
+    report = verdict(facts)
+    assert report["verdict"] == "critical"
+    assert codes(report) == [("unreachable", None)]
+
+
+def test_expiring_and_expired_certificates():
+    report = etcd_health.assess(
+        healthy_facts(), settings(), certificates={"/etc/etcd/pki/server.crt": {"days_left": 3}}
+    )
+    assert ("cert_expiring", "etcd1") in codes(report) and report["verdict"] == "degraded"
+    report = etcd_health.assess(
+        copy.deepcopy(healthy_facts()), settings(), certificates={"/etc/etcd/pki/peer.crt": {"days_left": -1}}
+    )
+    assert report["verdict"] == "critical"
