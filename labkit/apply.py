@@ -15,9 +15,14 @@ def _salt(state, *args, quiet=False):
 
 
 def apply_formula(state):
-    members = ",".join(n for n in pillar.read(state)["etcd"]["members"])
+    etcd = pillar.read(state)["etcd"]
+    members = ",".join(n for n in etcd["members"])
+    tls = etcd.get("tls") or {}
+    ca = tls.get("ca_minion") if tls.get("enabled") and tls.get("mode", "ca_minion") == "ca_minion" else None
     start = time.monotonic()
-    rc = _salt(state, "-L", members, "saltutil.sync_all", quiet=True)
+    rc = _salt(state, "-L", ",".join([members, ca] if ca else [members]), "saltutil.sync_all", quiet=True)
+    if ca:  # the CA first: members read its certificates from the mine
+        rc = rc or _salt(state, ca, "state.apply", "etcd.ca", "--state-output=terse")
     rc = rc or _salt(state, "-L", members, "state.apply", "etcd", "--state-output=terse")
     print(f"# formula applied in {time.monotonic() - start:.1f}s", flush=True)
     first = members.split(",")[0]

@@ -45,7 +45,8 @@ def lab_site(state, members=None):
 def write(state, site):
     path = site_path(state)
     path.parent.mkdir(parents=True, exist_ok=True)
-    top = {"lab": {"etcd*": ["lab_site"]}}
+    # Members and the CA minion (TLS) share the site.
+    top = {"lab": {"etcd* or ca1": [{"match": "compound"}, "lab_site"]}}
     (path.parent / "top.sls").write_text("# The lab run's own pillar environment.\n" + yaml.safe_dump(top))
     path.write_text(f"# Lab site of run {state['id']} (./lab pillar ...).\n" + yaml.safe_dump(site, sort_keys=False))
 

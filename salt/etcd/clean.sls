@@ -41,3 +41,13 @@ etcd-clean-releases-file-absent:
     - name: {{ etcd.paths.install }}
     - require:
       - service: etcd-clean-service-dead-service-dead
+
+etcd-clean-tls-file-absent:
+  file.absent:
+    - name: {{ etcd.tls.dir }}
+    - require:
+      - service: etcd-clean-service-dead-service-dead
+
+etcd-clean-etcdctl-wrapper-file-absent:
+  file.absent:
+    - name: /usr/local/sbin/etcdctl

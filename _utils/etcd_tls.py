@@ -1,0 +1,183 @@
+"""Keys and certificates on the node, with `cryptography` (a Salt dependency).
+
+Private keys are made here, on the node that uses them, written with mode 0600 from the
+first byte (never world-readable, not even briefly), and never returned: functions
+return paths, serials, names and dates only. What a certificate must say is computed by
+`etcd_settings`; this module reads certificates and judges them against that.
+"""
+
+import datetime
+import hashlib
+import ipaddress
+import os
+import tempfile
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+EKU = {"serverAuth": ExtendedKeyUsageOID.SERVER_AUTH, "clientAuth": ExtendedKeyUsageOID.CLIENT_AUTH}
+
+
+def _write_private(path, data, uid=-1, gid=-1, mode=0o600):
+    """Write `data` to `path` atomically; the temp file is 0600 before any byte lands."""
+    directory = os.path.dirname(path)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
+    try:
+        os.fchmod(fd, mode)
+        if uid != -1 or gid != -1:
+            os.fchown(fd, uid, gid)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def write_public(path, text, uid=-1, gid=-1, mode=0o644):
+    _write_private(path, text.encode() if isinstance(text, str) else text, uid, gid, mode)
+
+
+def new_key(key_type="ec"):
+    if key_type == "rsa":
+        return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def make_key(path, key_type="ec", uid=-1, gid=-1):
+    """Create a private key file (PKCS#8 PEM, 0600). Returns nothing about the key."""
+    key = new_key(key_type)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    _write_private(path, pem, uid, gid, 0o600)
+
+
+def load_key(path):
+    with open(path, "rb") as fh:
+        return serialization.load_pem_private_key(fh.read(), password=None)
+
+
+def load_cert(path):
+    """The certificate at `path`, or None when there is none or it does not parse."""
+    try:
+        with open(path, "rb") as fh:
+            return x509.load_pem_x509_certificate(fh.read())
+    except (OSError, ValueError):
+        return None
+
+
+def public_fingerprint(public_key):
+    der = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(der).hexdigest()
+
+
+def _now():
+    return datetime.datetime.now(datetime.timezone.utc)  # noqa: UP017  (Salt onedirs may run 3.10)
+
+
+def facts(cert):
+    """What matters about a certificate, without any key material."""
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        dns = sorted(san.get_values_for_type(x509.DNSName))
+        ips = sorted(str(i) for i in san.get_values_for_type(x509.IPAddress))
+    except x509.ExtensionNotFound:
+        dns, ips = [], []
+    try:
+        usages = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+        eku = sorted(name for name, oid in EKU.items() if oid in usages)
+    except x509.ExtensionNotFound:
+        eku = []
+    not_after = cert.not_valid_after_utc
+    cn = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return {
+        "serial": f"{cert.serial_number:x}",
+        "subject_cn": cn[0].value if cn else None,
+        "issuer": cert.issuer.rfc4514_string(),
+        "not_after": not_after.isoformat(),
+        "days_left": (not_after - _now()).days,
+        "dns": dns,
+        "ip": ips,
+        "eku": eku,
+    }
+
+
+def issued_by(cert, ca_cert):
+    try:
+        cert.verify_directly_issued_by(ca_cert)
+    except (ValueError, TypeError, Exception):  # InvalidSignature is not a ValueError
+        return False
+    return True
+
+
+def judge(cert_path, key_path, ca_path, want_sans=None, want_eku=(), renew_days=30):
+    """Reasons to (re)issue a certificate; empty when it is fine. Local checks only."""
+    cert = load_cert(cert_path)
+    if cert is None:
+        return ["no certificate yet"]
+    reasons = []
+    f = facts(cert)
+    if f["days_left"] < renew_days:
+        reasons.append(f"{f['days_left']} days left, renewal threshold is {renew_days}")
+    if want_sans is not None:
+        want_ip = sorted(str(ipaddress.ip_address(i)) for i in want_sans["ip"])
+        if f["dns"] != sorted(want_sans["dns"]) or f["ip"] != want_ip:
+            reasons.append(f"SANs {f['dns'] + f['ip']} differ from {sorted(want_sans['dns']) + want_ip}")
+    missing = sorted(set(want_eku) - set(f["eku"]))
+    if missing:
+        reasons.append(f"extended key usage lacks {', '.join(missing)}")
+    try:
+        key = load_key(key_path)
+        if public_fingerprint(key.public_key()) != public_fingerprint(cert.public_key()):
+            reasons.append("certificate does not belong to the private key")
+    except (OSError, ValueError):
+        reasons.append("private key missing or unreadable")
+    ca = load_cert(ca_path)
+    if ca is not None and not issued_by(cert, ca):
+        reasons.append("not issued by the trusted CA")
+    return reasons
+
+
+def san_string(sans):
+    """x509_v2's subjectAltName syntax."""
+    return ", ".join([f"DNS:{d}" for d in sans["dns"]] + [f"IP:{i}" for i in sans["ip"]])
+
+
+def self_signed_ca(key_path, cert_path, common_name, days, uid=-1, gid=-1):
+    """A CA certificate for the key at key_path (used on the CA minion only)."""
+    key = load_key(key_path)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = _now()
+    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(ski, critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    write_public(cert_path, cert.public_bytes(serialization.Encoding.PEM), uid, gid, 0o644)
+    return facts(cert)

@@ -1,0 +1,63 @@
+{%- set tplroot = tpldir.split('/')[0] %}
+{%- from tplroot ~ "/map.jinja" import mapdata as etcd with context %}
+
+include:
+  - {{ tplroot }}.install
+
+{%- if etcd.tls.enabled %}
+etcd-tls-dir-file-directory:
+  file.directory:
+    - name: {{ etcd.tls.dir }}
+    - user: root
+    - group: {{ etcd.group }}
+    - mode: '0755'
+    - makedirs: true
+    - require:
+      - sls: {{ tplroot }}.install
+
+  {%- if etcd.tls.mode == 'files' %}
+etcd-tls-files-etcd_tls-files_installed:
+  etcd_tls.files_installed:
+    - name: etcd
+    - require:
+      - file: etcd-tls-dir-file-directory
+  {%- else %}
+# The CA certificates from the mine, then this member's own keys and certificates:
+# keys are made here, only public keys travel to the CA minion.
+etcd-tls-trust-etcd_tls-trusted:
+  etcd_tls.trusted:
+    - name: etcd
+    - require:
+      - file: etcd-tls-dir-file-directory
+
+etcd-tls-certificates-etcd_tls-certificates:
+  etcd_tls.certificates:
+    - name: etcd
+    - require:
+      - etcd_tls: etcd-tls-trust-etcd_tls-trusted
+  {%- endif %}
+
+# `etcdctl` for root on a member, with the admin client certificate (found first in
+# root's PATH; the release's own binary stays in {{ etcd.paths.bin }}).
+etcd-tls-etcdctl-file-managed:
+  file.managed:
+    - name: /usr/local/sbin/etcdctl
+    - mode: '0755'
+    - contents: |
+        #!/bin/sh
+        # Managed by Salt (etcd-formula): etcdctl with this member's admin client certificate.
+        : "${ETCDCTL_ENDPOINTS:=https://127.0.0.1:{{ etcd.ports.client }}}"
+        : "${ETCDCTL_CACERT:={{ etcd.tls.dir }}/client-ca.crt}"
+        : "${ETCDCTL_CERT:={{ etcd.tls.dir }}/admin.crt}"
+        : "${ETCDCTL_KEY:={{ etcd.tls.dir }}/admin.key}"
+        export ETCDCTL_ENDPOINTS ETCDCTL_CACERT ETCDCTL_CERT ETCDCTL_KEY
+        exec {{ etcd.paths.bin }}/etcdctl "$@"
+    - require:
+      - file: etcd-tls-dir-file-directory
+{%- else %}
+etcd-tls-etcdctl-file-absent:
+  file.absent:
+    - name: /usr/local/sbin/etcdctl
+    - require:
+      - sls: {{ tplroot }}.install
+{%- endif %}

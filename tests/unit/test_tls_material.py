@@ -1,0 +1,129 @@
+"""TLS settings, flags and the local certificate checks that decide renewal."""
+
+import datetime
+import ipaddress
+import os
+import stat
+
+import etcd_settings
+import etcd_tls
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+
+def site(**tls):
+    pillar = {
+        "cluster": {"name": "lab"},
+        "members": {"etcd1": {"address": "10.0.0.11", "fqdn": "etcd1.lab"}, "etcd2": {"address": "10.0.0.12"}},
+        "tls": dict({"enabled": True, "ca_minion": "ca1"}, **tls),
+    }
+    return pillar, etcd_settings.merge(pillar)
+
+
+def test_tls_flags_come_from_one_place_and_peer_trust_is_separate():
+    _, s = site()
+    env = etcd_settings.flags(s, "etcd1")
+    assert env["ETCD_ADVERTISE_CLIENT_URLS"] == "https://10.0.0.11:2379"
+    assert env["ETCD_INITIAL_CLUSTER"].startswith("etcd1=https://10.0.0.11:2380")
+    assert env["ETCD_CERT_FILE"] == etcd_settings.tls_path(s, "server_cert")
+    assert env["ETCD_TRUSTED_CA_FILE"] == etcd_settings.tls_path(s, "client_ca")
+    assert env["ETCD_PEER_TRUSTED_CA_FILE"] == etcd_settings.tls_path(s, "peer_ca")
+    assert env["ETCD_PEER_TRUSTED_CA_FILE"] != env["ETCD_TRUSTED_CA_FILE"]
+    assert env["ETCD_CLIENT_CERT_AUTH"] == env["ETCD_PEER_CLIENT_CERT_AUTH"] == "true"
+    assert not [k for k in env if "AUTO_TLS" in k]
+
+
+def test_member_sans_name_every_way_in():
+    _, s = site(extra_sans=["etcd.storageos.svc", "10.96.0.50"])
+    sans = etcd_settings.member_sans(s, "etcd1", "node-a")
+    assert sans["ip"] == ["10.0.0.11", "127.0.0.1", "::1", "10.96.0.50"]
+    assert sans["dns"] == ["etcd.storageos.svc", "etcd1.lab", "localhost", "node-a"]
+
+
+@pytest.mark.parametrize(
+    ("tls", "key", "words"),
+    [
+        ({"ca_minion": None}, "etcd:tls:ca_minion", "no CA minion"),
+        ({"ca_minion": "etcd2"}, "etcd:tls:ca_minion", "is an etcd member"),
+        ({"mode": "vault"}, "etcd:tls:mode", "unknown TLS mode"),
+        ({"mode": "files", "files": {"server_cert": "/x"}}, "etcd:tls:files:server_key", "needs the path"),
+        ({"mode": "files", "files": {"server_crt": "/x"}}, "etcd:tls:files:server_crt", "did you mean"),
+        ({"key_type": "dsa"}, "etcd:tls:key_type", "unknown key type"),
+        ({"dir": "pki"}, "etcd:tls:dir", "not an absolute path"),
+        ({"enabled": "yes"}, "etcd:tls:enabled", "true or false"),
+    ],
+)
+def test_tls_mistakes_name_their_key(tls, key, words):
+    pillar, s = site(**tls)
+    report = etcd_settings.validate(pillar, s, "etcd1")
+    hits = [e for e in report["errors"] if e["key"] == key]
+    assert hits and words in hits[0]["message"] + hits[0]["fix"], report["errors"]
+
+
+def _ca(tmp_path, name):
+    key = tmp_path / f"{name}.key"
+    crt = tmp_path / f"{name}.crt"
+    etcd_tls.make_key(str(key))
+    etcd_tls.self_signed_ca(str(key), str(crt), name, 10)
+    return str(key), str(crt)
+
+
+def _leaf(tmp_path, ca, name, sans, days=100, eku=(ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH)):
+    ca_key, ca_crt = ca
+    key_path = tmp_path / f"{name}.key"
+    etcd_tls.make_key(str(key_path))
+    key = etcd_tls.load_key(str(key_path))
+    issuer = etcd_tls.load_cert(ca_crt).subject
+    now = datetime.datetime.now(datetime.timezone.utc)  # noqa: UP017
+    alt = [x509.DNSName(d) for d in sans["dns"]]
+    alt += [x509.IPAddress(ipaddress.ip_address(i)) for i in sans["ip"]]
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .issuer_name(issuer)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName(alt), critical=False)
+        .add_extension(x509.ExtendedKeyUsage(list(eku)), critical=False)
+        .sign(etcd_tls.load_key(ca_key), hashes.SHA256())
+    )
+    crt_path = tmp_path / f"{name}.crt"
+    etcd_tls.write_public(str(crt_path), cert.public_bytes(serialization.Encoding.PEM))
+    return str(crt_path), str(key_path)
+
+
+SANS = {"dns": ["etcd1", "localhost"], "ip": ["10.0.0.11", "127.0.0.1", "::1"]}
+EKU = ("serverAuth", "clientAuth")
+
+
+def test_keys_are_private_from_the_start(tmp_path):
+    path = tmp_path / "k.key"
+    etcd_tls.make_key(str(path), "rsa")
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".tmp-")]
+
+
+def test_a_good_certificate_needs_nothing(tmp_path):
+    ca = _ca(tmp_path, "client-ca")
+    crt, key = _leaf(tmp_path, ca, "server", SANS)
+    assert etcd_tls.judge(crt, key, ca[1], SANS, EKU, 30) == []
+
+
+def test_each_reason_to_reissue(tmp_path):
+    ca = _ca(tmp_path, "client-ca")
+    other = _ca(tmp_path, "peer-ca")
+    crt, key = _leaf(tmp_path, ca, "server", SANS, days=10)
+    assert etcd_tls.judge(crt, key, ca[1], SANS, EKU, 30) == ["9 days left, renewal threshold is 30"]
+    crt, key = _leaf(tmp_path, ca, "server", SANS)
+    wider = {"dns": SANS["dns"], "ip": [*SANS["ip"], "10.0.0.99"]}
+    assert "SANs" in etcd_tls.judge(crt, key, ca[1], wider, EKU, 30)[0]
+    assert "not issued by the trusted CA" in etcd_tls.judge(crt, key, other[1], SANS, EKU, 30)
+    crt2, key2 = _leaf(tmp_path, ca, "other", SANS)
+    assert "certificate does not belong to the private key" in etcd_tls.judge(crt, key2, ca[1], SANS, EKU, 30)
+    client, ckey = _leaf(tmp_path, ca, "client", SANS, eku=(ExtendedKeyUsageOID.CLIENT_AUTH,))
+    assert "extended key usage lacks serverAuth" in etcd_tls.judge(client, ckey, ca[1], SANS, EKU, 30)
+    assert etcd_tls.judge(str(tmp_path / "none.crt"), key, ca[1], SANS, EKU, 30) == ["no certificate yet"]
