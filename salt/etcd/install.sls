@@ -4,12 +4,19 @@
 include:
   - {{ tplroot }}.validate
 
+# Before the first install only: is the data dir's disk fast enough for etcd?
+etcd-install-disk-etcd_cluster-disk_checked:
+  etcd_cluster.disk_checked:
+    - name: {{ etcd.paths.data }}
+    - require:
+      - sls: {{ tplroot }}.validate
+
 etcd-install-group-group-present:
   group.present:
     - name: {{ etcd.group }}
     - system: true
     - require:
-      - sls: {{ tplroot }}.validate
+      - etcd_cluster: etcd-install-disk-etcd_cluster-disk_checked
 
 etcd-install-user-user-present:
   user.present:
@@ -31,4 +38,4 @@ etcd-install-binaries-etcd_install-installed:
     - bin_dir: {{ etcd.paths.bin }}
     - service: {{ etcd.service.name }}
     - require:
-      - sls: {{ tplroot }}.validate
+      - etcd_cluster: etcd-install-disk-etcd_cluster-disk_checked

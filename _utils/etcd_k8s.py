@@ -1,0 +1,77 @@
+"""Kubernetes objects for an etcd cluster that runs outside Kubernetes, from the settings.
+
+A Service without selector and an EndpointSlice listing every member on the client port
+let pods reach etcd by a cluster DNS name; with TLS a Secret carries the client bundle
+under the keys the storage operator reads. Pure functions: the caller supplies the bundle
+files' contents and writes the result.
+"""
+
+import base64
+
+try:  # loaded by Salt's loader by name, or imported directly by unit tests
+    import etcd_settings
+except ImportError:  # pragma: no cover
+    from _utils import etcd_settings
+
+SECRET_KEYS = {"ca": "etcd-client-ca.crt", "cert": "etcd-client.crt", "key": "etcd-client.key"}
+PORT_NAME = "etcd-client"
+
+
+def kv_backend_address(settings):
+    """The storage operator's `kvBackend.address`: every member's client URL, comma-separated."""
+    return ",".join(etcd_settings.client_urls(settings))
+
+
+def _meta(k, name, extra_labels=None):
+    labels = {"app.kubernetes.io/name": "etcd", "app.kubernetes.io/managed-by": "etcd-formula"}
+    labels.update(extra_labels or {})
+    return {"name": name, "namespace": k["namespace"], "labels": labels}
+
+
+def manifests(settings, bundle=None):
+    """The objects, as a list of dicts in apply order. `bundle`: {ca, cert, key} file contents."""
+    k = settings["kubernetes"]
+    port = settings["ports"]["client"]
+    ips = [str(settings["members"][n]["address"]) for n in settings["members"]]
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(k, k["service"]),
+        # No selector: Kubernetes does not manage the endpoints; the EndpointSlice below does.
+        "spec": {"ports": [{"name": PORT_NAME, "port": port, "targetPort": port, "protocol": "TCP"}]},
+    }
+    slice_ = {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": _meta(k, f"{k['service']}-members", {"kubernetes.io/service-name": k["service"]}),
+        "addressType": "IPv4",
+        "ports": [{"name": PORT_NAME, "port": port, "protocol": "TCP"}],
+        "endpoints": [{"addresses": [ip], "conditions": {"ready": True}} for ip in ips],
+    }
+    docs = [service, slice_]
+    if k["legacy_endpoints"]:
+        docs.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Endpoints",
+                # Marked so that the EndpointSlice mirroring controller leaves it alone.
+                "metadata": _meta(k, k["service"], {"endpointslice.kubernetes.io/skip-mirror": "true"}),
+                "subsets": [
+                    {
+                        "addresses": [{"ip": ip} for ip in ips],
+                        "ports": [{"name": PORT_NAME, "port": port, "protocol": "TCP"}],
+                    }
+                ],
+            }
+        )
+    if bundle:
+        docs.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "type": "Opaque",
+                "metadata": _meta(k, k["secret"]),
+                "data": {SECRET_KEYS[w]: base64.b64encode(bundle[w]).decode() for w in ("ca", "cert", "key")},
+            }
+        )
+    return docs

@@ -1,0 +1,132 @@
+"""What the seed's guide ends with: Kubernetes objects for the external cluster, the
+storage operator's kvBackend.address, and the disk preflight, on real nodes.
+
+etcd4 plays the Kubernetes control-plane node that writes the manifests and holds the
+client bundle; it is not an etcd member.
+"""
+
+import base64
+import json
+
+import pytest
+import yaml
+from results import MEMBERS, by_id, changed, ok, set_site, wipe
+
+from labkit.preflight import REPO
+
+CA = "ca1"
+WRITER = "etcd4"
+MANIFEST = "/etc/etcd-formula/kubernetes/etcd.yaml"
+BUNDLE = "/etc/etcd-client"
+
+
+def k8s_site(lab, **kubernetes):
+    site = lab.site()
+    site["etcd"]["cluster"].update(name="k8slab", bootstrap=True)
+    site["etcd"]["tls"].update(enabled=True, ca_minion=CA, bundle_minions=[WRITER])
+    site["etcd"]["health"] = {"schedule": False}
+    site["etcd"]["kubernetes"] = dict({"minion": WRITER}, **kubernetes)
+    return site
+
+
+@pytest.fixture(scope="module")
+def k8s(lab):
+    lab.salt(CA, "saltutil.sync_all")
+    wipe(lab, MEMBERS)
+    set_site(lab, k8s_site(lab))
+    ok(lab.apply(CA, sls="etcd.ca")[CA])
+    ret = lab.apply(MEMBERS)
+    for name in MEMBERS:
+        ok(ret[name])
+    yield lab
+    wipe(lab, MEMBERS)
+
+
+def manifest_docs(lab):
+    text = lab.exec(WRITER, "cat", MANIFEST, check=True).stdout
+    return {d["kind"]: d for d in yaml.safe_load_all(text) if d}
+
+
+def test_manifests_match_the_live_cluster(k8s):
+    ret = ok(k8s.apply(WRITER, sls="etcd.kubernetes")[WRITER])
+    assert "PRIVATE KEY" not in json.dumps(ret)
+    assert k8s.exec(WRITER, "stat", "-c", "%a %U", MANIFEST).stdout.strip() == "600 root"
+    docs = manifest_docs(k8s)
+    assert sorted(docs) == ["EndpointSlice", "Secret", "Service"]
+    live = k8s.salt("etcd1", "etcd_cluster.members")["etcd1"]["members"]
+    live_hosts = sorted(m["client_urls"][0].split("//")[1].rsplit(":", 1)[0] for m in live)
+    live_port = {int(m["client_urls"][0].rsplit(":", 1)[1]) for m in live}
+    svc, eps = docs["Service"], docs["EndpointSlice"]
+    assert "selector" not in svc["spec"]
+    assert {p["port"] for p in svc["spec"]["ports"]} == live_port
+    assert eps["apiVersion"] == "discovery.k8s.io/v1" and eps["addressType"] == "IPv4"
+    assert eps["metadata"]["labels"]["kubernetes.io/service-name"] == svc["metadata"]["name"]
+    assert eps["metadata"]["namespace"] == svc["metadata"]["namespace"] == "storageos"
+    assert [p["name"] for p in eps["ports"]] == [p["name"] for p in svc["spec"]["ports"]]
+    assert {p["port"] for p in eps["ports"]} == live_port
+    assert sorted(a for e in eps["endpoints"] for a in e["addresses"]) == live_hosts
+    secret = docs["Secret"]["data"]
+    assert sorted(secret) == ["etcd-client-ca.crt", "etcd-client.crt", "etcd-client.key"]
+    for key in ("etcd-client-ca.crt", "etcd-client.crt"):
+        on_disk = k8s.exec(WRITER, "cat", f"{BUNDLE}/{key}").stdout
+        assert base64.b64decode(secret[key]).decode() == on_disk
+    assert k8s.exec(WRITER, "stat", "-c", "%a", f"{BUNDLE}/etcd-client.key").stdout.strip() == "600"
+    assert changed(ok(k8s.apply(WRITER, sls="etcd.kubernetes")[WRITER])) == []
+
+
+def test_legacy_endpoints_only_when_asked_and_never_mirrored(k8s):
+    set_site(k8s, k8s_site(k8s, legacy_endpoints=True))
+    ok(k8s.apply(WRITER, sls="etcd.kubernetes")[WRITER])
+    endpoints = manifest_docs(k8s)["Endpoints"]
+    assert endpoints["metadata"]["labels"]["endpointslice.kubernetes.io/skip-mirror"] == "true"
+    assert sorted(a["ip"] for a in endpoints["subsets"][0]["addresses"]) == sorted(k8s.ip(n) for n in MEMBERS)
+    set_site(k8s, k8s_site(k8s))
+    ok(k8s.apply(WRITER, sls="etcd.kubernetes")[WRITER])
+    assert "Endpoints" not in manifest_docs(k8s)
+
+
+def test_kv_backend_address_connects_with_the_bundle(k8s):
+    address = k8s.salt("etcd2", "etcd_cluster.kv_backend_address")["etcd2"]
+    assert address == ",".join(f"https://{k8s.ip(n)}:2379" for n in MEMBERS)
+    assert k8s.exec("etcd1", "etcdctl", "put", "/k8s/probe", "from-the-operator").returncode == 0
+    # A client given exactly the address string and the bundle, as the storage operator is.
+    script = (
+        f"import sys; sys.path.insert(0, '{REPO}/_utils'); import etcd_client\n"
+        f"c = etcd_client.Client('{address}'.split(','), 2, '{BUNDLE}/etcd-client-ca.crt',"
+        f" '{BUNDLE}/etcd-client.crt', '{BUNDLE}/etcd-client.key')\n"
+        "print(c.get('/k8s/probe'))\n"
+    )
+    proc = k8s.exec(WRITER, str(REPO / ".venv/bin/python"), "-c", script)
+    assert proc.stdout.strip() == "from-the-operator", proc.stderr
+
+
+def test_disk_check_reports_plausible_figures(k8s):
+    m = k8s.salt("etcd1", "etcd_cluster.check_disk", "seconds=2")["etcd1"]
+    assert m["samples"] > 0 and m["bytes"] == m["samples"] * 2300
+    assert 0 <= m["p50_ms"] <= m["p99_ms"] <= m["max_ms"]
+    assert m["iops"] > 0 and m["seconds"] <= 3
+    assert m["complete"] or m["seconds"] >= 2
+    assert k8s.exec("etcd1", "bash", "-c", "ls -a /var/lib/etcd | grep -c etcd-formula-disk").stdout.strip() == "0"
+
+
+def test_enforced_preflight_with_an_impossible_threshold_refuses_the_install(k8s):
+    # etcd4 as a fresh one-member site, with a threshold no disk meets.
+    k8s.exec(
+        WRITER, "bash", "-c", "systemctl stop etcd 2>/dev/null; rm -rf /var/lib/etcd /etc/systemd/system/etcd.service"
+    )
+    site = k8s_site(k8s)
+    site["etcd"].update(members={WRITER: {"address": k8s.ip(WRITER)}}, preflight={"mode": "enforce", "p99_ms": 0.0001})
+    site["etcd"]["cluster"]["name"] = "diskcheck"
+    site["etcd"]["tls"]["enabled"] = False
+    set_site(k8s, site)
+    before = k8s.digest(WRITER)
+    states = by_id(k8s.apply(WRITER)[WRITER])
+    disk = states["etcd-install-disk-etcd_cluster-disk_checked"]
+    assert disk["result"] is False
+    assert "refusing to install: disk too slow for etcd" in disk["comment"] and "etcd:preflight" in disk["comment"]
+    assert states["etcd-install-binaries-etcd_install-installed"]["result"] is False
+    assert k8s.digest(WRITER) == before
+    site["etcd"]["preflight"]["mode"] = "warn"
+    set_site(k8s, site)
+    states = by_id(k8s.apply(WRITER, "test=True")[WRITER])
+    assert states["etcd-install-disk-etcd_cluster-disk_checked"]["result"] is None

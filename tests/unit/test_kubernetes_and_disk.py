@@ -1,0 +1,77 @@
+"""Kubernetes objects from the settings, the kvBackend address, and the disk check's figures."""
+
+import base64
+import os
+
+import etcd_disk
+import etcd_k8s
+import etcd_settings
+
+
+def settings(**over):
+    pillar = {
+        "cluster": {"name": "lab"},
+        "members": {f"etcd{i}": {"address": f"10.0.0.1{i}"} for i in (1, 2, 3)},
+        "ports": {"client": 12379, "peer": 12380},
+    }
+    pillar.update(over)
+    return etcd_settings.merge(pillar)
+
+
+def test_kv_backend_address_lists_every_client_url_with_the_scheme():
+    assert (
+        etcd_k8s.kv_backend_address(settings())
+        == "http://10.0.0.11:12379,http://10.0.0.12:12379,http://10.0.0.13:12379"
+    )
+    tls = settings(tls={"enabled": True, "ca_minion": "ca1"})
+    assert etcd_k8s.kv_backend_address(tls).startswith("https://10.0.0.11:12379,https://")
+
+
+def test_service_and_endpointslice_agree_on_names_ports_and_addresses():
+    docs = {d["kind"]: d for d in etcd_k8s.manifests(settings())}
+    assert sorted(docs) == ["EndpointSlice", "Service"]
+    svc, eps = docs["Service"], docs["EndpointSlice"]
+    assert "selector" not in svc["spec"]
+    assert eps["metadata"]["labels"]["kubernetes.io/service-name"] == svc["metadata"]["name"] == "storageos-etcd"
+    assert eps["addressType"] == "IPv4"
+    assert eps["ports"][0]["name"] == svc["spec"]["ports"][0]["name"]
+    assert eps["ports"][0]["port"] == svc["spec"]["ports"][0]["port"] == 12379
+    assert [e["addresses"][0] for e in eps["endpoints"]] == ["10.0.0.11", "10.0.0.12", "10.0.0.13"]
+
+
+def test_legacy_endpoints_are_marked_and_the_secret_has_the_operator_keys():
+    s = settings(kubernetes={"legacy_endpoints": True, "namespace": "kube-storage"})
+    bundle = {"ca": b"CA", "cert": b"CERT", "key": b"KEY"}
+    docs = {d["kind"]: d for d in etcd_k8s.manifests(s, bundle)}
+    assert docs["Endpoints"]["metadata"]["labels"]["endpointslice.kubernetes.io/skip-mirror"] == "true"
+    assert {d["metadata"]["namespace"] for d in docs.values()} == {"kube-storage"}
+    data = docs["Secret"]["data"]
+    assert {k: base64.b64decode(v) for k, v in data.items()} == {
+        "etcd-client-ca.crt": b"CA",
+        "etcd-client.crt": b"CERT",
+        "etcd-client.key": b"KEY",
+    }
+
+
+def test_kubernetes_and_preflight_mistakes_name_their_key():
+    bad = {"kubernetes": {"namespace": "Storage_OS"}, "preflight": {"mode": "strict"}}
+    s = settings(**bad)
+    report = etcd_settings.validate({"cluster": {"name": "lab"}, **bad}, s, "etcd1")
+    keys = {e["key"] for e in report["errors"]}
+    assert {"etcd:kubernetes:namespace", "etcd:preflight:mode"} <= keys
+
+
+def test_disk_check_is_bounded_and_leaves_nothing(tmp_path):
+    target = tmp_path / "not" / "yet" / "etcd"
+    m = etcd_disk.measure(str(target), seconds=0.5, total=2300 * 50)
+    assert m["directory"] == str(tmp_path)
+    assert m["samples"] == 50 and m["complete"] is True
+    assert m["p50_ms"] <= m["p99_ms"] <= m["max_ms"]
+    assert os.listdir(tmp_path) == []
+
+
+def test_percentile_of_a_known_series():
+    values = list(range(1, 101))
+    assert etcd_disk.percentile(values, 99) == 99
+    assert etcd_disk.percentile(values, 50) == 50
+    assert etcd_disk.percentile([], 99) is None
