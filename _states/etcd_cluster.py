@@ -57,37 +57,9 @@ def validated(name):
     return ret
 
 
-def _wanted(s, me):
-    unit_path = s["paths"]["unit"]
-    env_path = os.path.join(s["paths"]["config_dir"], "etcd.env")
-    unit = open(unit_path).read() if os.path.exists(unit_path) else ""
-    env_text = open(env_path).read() if os.path.exists(env_path) else ""
-    env = dict(line.split("=", 1) for line in env_text.splitlines() if "=" in line and not line.startswith("#"))
-    return {
-        "version": s["version"],
-        "flags": etcd_settings.restart_relevant(env),
-        "unit": etcd_node.sha256_text(unit),
-    }
-
-
-def _restart_reasons(started, wanted, running_version):
-    reasons = []
-    if running_version and running_version != wanted["version"]:
-        reasons.append(f"version: running {running_version}, wanted {wanted['version']}")
-    if started is None:
-        return reasons
-    old, new = started.get("flags", {}), wanted["flags"]
-    changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
-    if changed:
-        reasons.append("flags changed: " + ", ".join(changed))
-    if started.get("unit") != wanted["unit"]:
-        reasons.append("unit file changed")
-    return reasons
-
-
 def _wait_serving(s, me, timeout):
     local = etcd_settings.local_endpoint(s, me)
-    c = etcd_client.Client([local], timeout=s["service"]["probe_timeout"])
+    c = etcd_client.Client([local], s["service"]["probe_timeout"], *etcd_settings.client_tls(s))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if c.health(local):
@@ -118,22 +90,36 @@ def running(name, timeout=None):
     service = s["service"]["name"]
     fp_path = os.path.join(s["paths"]["state"], "started.json")
     timeout = timeout or s["service"]["start_timeout"]
-    wanted = _wanted(s, me)
+    # A dry run writes no files: judge by the flags the settings would write.
+    wanted = etcd_node.wanted(s, etcd_settings.flags(s, me) if __opts__["test"] and me in s["members"] else None)
 
     if __salt__["service.status"](service):
         started = etcd_node.read_json(fp_path)
         running_version = __salt__["etcd_cluster.local_version"]()
-        reasons = _restart_reasons(started, wanted, running_version)
+        reasons = etcd_node.restart_reasons(started, wanted, running_version)
         if started is None and not __opts__["test"]:
             # Started outside the formula: adopt what runs now as the baseline.
             etcd_node.write_json(fp_path, dict(wanted, version=running_version or wanted["version"]))
-        if reasons:
-            ret["comment"] = f"{service} is running; restart pending: " + "; ".join(reasons)
-            ret["warnings"] = [ret["comment"]]
-        else:
+        if not reasons:
             ret["comment"] = f"{service} is running"
-        if not __opts__["test"]:
-            _after_start(s)
+            if not __opts__["test"]:
+                _after_start(s)
+            return ret
+        if __opts__["test"]:
+            ret.update(
+                result=None,
+                comment=f"would restart {service} through the guarded path (cluster lock, full health first, "
+                "one member at a time, the leader last): " + "; ".join(reasons),
+                changes={"restart": reasons},
+            )
+            return ret
+        got = __salt__["etcd_rolling.restart"](reasons)
+        if not got["restarted"]:
+            ret.update(result=False, comment=f"{service} not restarted: {got['comment']}")
+            return ret
+        ret["changes"] = {"restarted": {"reasons": reasons, "seconds": got.get("seconds")}}
+        ret["comment"] = f"{service} {got['comment']}"
+        _after_start(s)
         return ret
 
     plan = __salt__["etcd_cluster.bootstrap_plan"]()
@@ -216,3 +202,49 @@ def healthy(name, timeout=None):
             ret["comment"] = f"cluster not healthy after {timeout}s: " + "; ".join(report["problems"])
             return ret
         time.sleep(0.5)
+
+
+def disk_checked(name):
+    """
+    Before the first install on a node: measure fdatasync latency where the data dir
+    ``name`` will live (``etcd_cluster.check_disk``) and, by ``etcd:preflight:mode``,
+    warn or refuse when the p99 is over ``etcd:preflight:p99_ms``. A node that already
+    runs etcd is not measured again; ``test=True`` measures nothing.
+
+    .. code-block:: yaml
+
+        etcd-disk:
+          etcd_cluster.disk_checked:
+            - name: /var/lib/etcd
+    """
+    ret = _ret(name)
+    s = __salt__["etcd_cluster.settings"]()
+    p = s["preflight"]
+    if p["mode"] == "off":
+        ret["comment"] = "disk preflight is off (etcd:preflight:mode)"
+        return ret
+    if etcd_node.has_etcd(s):
+        ret["comment"] = "etcd is installed here: the disk preflight runs before the first install only"
+        return ret
+    if __opts__["test"]:
+        ret.update(result=None, comment=f"would measure fdatasync latency under {name} for up to {p['seconds']} s")
+        return ret
+    m = __salt__["etcd_cluster.check_disk"](name, p["seconds"])
+    figures = (
+        f"fdatasync p50 {m['p50_ms']} ms, p99 {m['p99_ms']} ms, {m['iops']} IOPS, {m['samples']} samples of 2300 B "
+        f"in {m['seconds']} s on {m['directory']}"
+    )
+    if m["p99_ms"] is not None and m["p99_ms"] > p["p99_ms"]:
+        message = (
+            f"disk too slow for etcd: {figures}; etcd:preflight:p99_ms is {p['p99_ms']} ms (etcd's hardware guide: "
+            "p99 under 10 ms). Fix: put the data dir (etcd:paths:data) on a faster disk (SSD), or set "
+            "etcd:preflight:mode to warn"
+        )
+        if p["mode"] == "enforce":
+            ret.update(result=False, comment="refusing to install: " + message)
+            return ret
+        ret["warnings"] = [message]
+        ret["comment"] = message
+        return ret
+    ret["comment"] = f"disk fast enough: {figures}"
+    return ret

@@ -30,6 +30,50 @@ def binary_version(path):
     return match.group(1) if match else None
 
 
+def _text(path):
+    try:
+        with open(path) as fh:
+            return fh.read()
+    except OSError:
+        return ""
+
+
+def wanted(settings, env=None):
+    """What etcd should run with now: version, restart-relevant flags (from etcd.env, or
+    `env` when the file is not written yet, as in a dry run), the unit's digest and, with
+    TLS, the digest of the trusted CA files."""
+    if env is None:
+        env_text = _text(os.path.join(settings["paths"]["config_dir"], "etcd.env"))
+        env = dict(line.split("=", 1) for line in env_text.splitlines() if "=" in line and not line.startswith("#"))
+    out = {
+        "version": settings["version"],
+        "flags": {k: v for k, v in env.items() if not k.startswith("ETCD_INITIAL_")},
+        "unit": sha256_text(_text(settings["paths"]["unit"])),
+    }
+    if env.get("ETCD_TRUSTED_CA_FILE"):
+        trust = _text(env["ETCD_TRUSTED_CA_FILE"]) + _text(env.get("ETCD_PEER_TRUSTED_CA_FILE", ""))
+        out["trust"] = sha256_text(trust)
+    return out
+
+
+def restart_reasons(started, want, running_version):
+    """Why a running member must restart to run what is wanted; [] when it need not."""
+    reasons = []
+    if running_version and running_version != want["version"]:
+        reasons.append(f"version: running {running_version}, wanted {want['version']}")
+    if started is None:
+        return reasons
+    old, new = started.get("flags", {}), want["flags"]
+    changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    if changed:
+        reasons.append("flags changed: " + ", ".join(changed))
+    if started.get("unit") != want["unit"]:
+        reasons.append("unit file changed")
+    if started.get("trust") != want.get("trust") and "trust" in started:
+        reasons.append("trusted CA changed")
+    return reasons
+
+
 def sha256_file(path, chunk=1 << 20):
     digest = hashlib.sha256()
     with open(path, "rb") as fh:

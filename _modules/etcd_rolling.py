@@ -1,0 +1,267 @@
+"""The one guarded path by which etcd-formula restarts a running member.
+
+Every restart (a changed flag, unit, trusted CA or version) goes through ``restart``:
+the cluster lock in etcd (one member at a time, cluster-wide, whatever minions apply at
+once), a bounded wait for full health, the leader last (handing leadership over first),
+the switch to a staged version, the restart itself, and a bounded wait until the member
+serves and has applied what the leader committed. A member that does not come back
+leaves a marker in etcd: later applies stop and say why.
+"""
+
+import json
+import os
+import sys
+import time
+
+for _name in ("etcd_settings", "etcd_releases", "etcd_client", "etcd_node", "etcd_lock", "etcd_upgrade"):
+    sys.modules.pop(_name, None)
+
+import etcd_client  # noqa: E402
+import etcd_lock  # noqa: E402
+import etcd_node  # noqa: E402
+import etcd_settings  # noqa: E402
+import etcd_upgrade  # noqa: E402
+
+__virtualname__ = "etcd_rolling"
+
+
+def __virtual__():
+    return __virtualname__
+
+
+def _client(s, endpoints=None, timeout=None):
+    eps = endpoints or etcd_settings.endpoints(s, __opts__["id"])
+    return etcd_client.Client(eps, timeout or s["service"]["probe_timeout"], *etcd_settings.client_tls(s))
+
+
+def _others(s, me):
+    return [etcd_settings.client_url(s, n) for n in s["members"] if n != me]
+
+
+def _fingerprint_path(s):
+    return os.path.join(s["paths"]["state"], "started.json")
+
+
+def plan():
+    """
+    Whether this member needs a restart and why: the running version (its /version) and
+    the flags, unit and trusted CA it started with, against what the files now say.
+    ``--initial-*`` flags never count.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt 'etcd*' etcd_rolling.plan
+    """
+    s = __salt__["etcd_cluster.settings"]()
+    wanted = etcd_node.wanted(s)
+    started = etcd_node.read_json(_fingerprint_path(s))
+    running = __salt__["etcd_cluster.local_version"]()
+    return {"reasons": etcd_node.restart_reasons(started, wanted, running), "running_version": running}
+
+
+def upgrade_refusal(s, client):
+    """None when the version change is allowed, else the reason."""
+    versions, cluster_version = [], None
+    for m in client.member_list(None)["members"]:
+        for url in m["client_urls"][:1]:
+            try:
+                v = client.version(url)
+            except etcd_client.EtcdError:
+                continue
+            versions.append(v.get("etcdserver"))
+            cluster_version = cluster_version or v.get("etcdcluster")
+    try:
+        auth = bool(client.post("/v3/auth/status", {}).get("enabled"))
+    except etcd_client.EtcdError:
+        auth = False
+    return etcd_upgrade.judge(versions, cluster_version, s["version"], auth, s.get("extra_flags"))
+
+
+def _healthy_within(timeout):
+    deadline = time.monotonic() + timeout
+    while True:
+        report = __salt__["etcd_cluster.healthy"]()
+        if report["healthy"]:
+            return report
+        if time.monotonic() > deadline:
+            return report
+        time.sleep(0.5)
+
+
+def _status(client, url):
+    try:
+        return client.status(url)
+    except etcd_client.EtcdError:
+        return None
+
+
+def _leader_url(client, listing):
+    for m in listing["members"]:
+        for url in m["client_urls"][:1]:
+            st = _status(client, url)
+            if st and st["leader"]:
+                leader = next((x for x in listing["members"] if x["id"] == st["leader"]), None)
+                return st["leader"], (leader["client_urls"] or [None])[0] if leader else None
+    return None, None
+
+
+def _hand_over(s, client, me_id, local):
+    """As leader: move leadership to the most caught-up other voting member."""
+    listing = client.member_list(local)
+    best, best_index, skipped = None, -1, []
+    for m in listing["members"]:
+        if m["id"] == me_id or m["is_learner"] or not m["client_urls"]:
+            continue
+        try:
+            st = client.status(m["client_urls"][0])
+        except etcd_client.EtcdError as exc:
+            skipped.append(f"{m['name']}: {exc}")
+            continue
+        if st["raft_applied_index"] > best_index:
+            best, best_index = m, st["raft_applied_index"]
+    if best is None:
+        return "no caught-up voting member to hand leadership to (" + "; ".join(skipped) + ")"
+    try:
+        client.post("/v3/maintenance/transfer-leadership", {"targetID": str(best["id"])}, endpoint=local)
+    except etcd_client.EtcdError as exc:
+        return f"handing leadership to {best['name']} failed: {exc}"
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        st = _status(client, local)
+        if st and st["leader"] and st["leader"] != me_id:
+            return None
+        time.sleep(0.1)
+    return "leadership did not move within 10 s"
+
+
+def _caught_up(s, client, local, timeout):
+    """Wait until this member serves and has applied what the leader had committed."""
+    deadline = time.monotonic() + timeout
+    target = None
+    while time.monotonic() < deadline:
+        if client.health(local):
+            if target is None:
+                listing = client.member_list(local)
+                _, leader_url = _leader_url(client, listing)
+                lst = _status(client, leader_url) if leader_url else None
+                target = lst["raft_index"] if lst else None
+            st = _status(client, local)
+            if st and target is not None and st["raft_applied_index"] >= target:
+                return True
+        time.sleep(0.1)
+    return False
+
+
+def restart(reasons=None):
+    """
+    Restart this member through the guarded path (see the module's docstring). Refuses,
+    and restarts nothing, when a marker says an earlier restart failed, when the lock
+    cannot be had in ``etcd:service:lock_wait`` seconds, when the cluster is not fully
+    healthy within ``etcd:service:health_timeout``, or when a version change is not a
+    supported upgrade step. Returns {restarted, comment, ...}.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt etcd1 etcd_rolling.restart
+    """
+    s = __salt__["etcd_cluster.settings"]()
+    me = __opts__["id"]
+    cluster = s["cluster"]["name"]
+    svc = s["service"]
+    local = etcd_settings.local_endpoint(s, me)
+    client = _client(s)
+    reasons = reasons or plan()["reasons"]
+    marker = client.get(etcd_lock.marker_key(cluster))
+    if marker:
+        return {
+            "restarted": False,
+            "comment": f"an earlier guarded restart failed ({marker}): fix that member, then delete "
+            f"{etcd_lock.marker_key(cluster)} (etcdctl del) and apply again",
+        }
+    running = __salt__["etcd_cluster.local_version"]()
+    version_change = running and running != s["version"]
+    if version_change:
+        refusal = upgrade_refusal(s, client)
+        if refusal:
+            return {"restarted": False, "comment": f"refusing the version change: {refusal}"}
+    pending = etcd_lock.pending_key(cluster, me)
+    lease = int(client.post("/v3/lease/grant", {"TTL": svc["lock_wait"] + 60})["ID"])
+    client.post(
+        "/v3/kv/put", {"key": etcd_client.b64(pending), "value": etcd_client.b64("; ".join(reasons)), "lease": lease}
+    )
+    ttl = etcd_lock.min_ttl(s["tuning"]["election_timeout"], svc["lock_ttl"])
+    deadline = time.monotonic() + svc["lock_wait"]
+    try:
+        while True:
+            lock = etcd_lock.Lock(client, cluster, me, ttl, max(1.0, deadline - time.monotonic()))
+            try:
+                lock.acquire()
+            except etcd_lock.LockTimeout as exc:
+                return {"restarted": False, "comment": f"no restart: {exc}"}
+            try:
+                report = _healthy_within(svc["health_timeout"])
+                if not report["healthy"]:
+                    return {
+                        "restarted": False,
+                        "comment": "no restart: the cluster is not fully healthy: " + "; ".join(report["problems"]),
+                    }
+                me_st = _status(client, local)
+                am_leader = bool(me_st and me_st["leader"] == me_st["member_id"])
+                others_pending = [k for k in etcd_lock.pending(client, cluster) if k != me]
+                if am_leader and others_pending and time.monotonic() < deadline:
+                    lock.release()  # the leader goes last: let the others through first
+                    time.sleep(1.0)
+                    continue
+                if am_leader:
+                    problem = _hand_over(s, client, me_st["member_id"], local)
+                    if problem:
+                        return {"restarted": False, "comment": f"no restart: {problem}"}
+                return _restart_now(s, client, lock, reasons, local, version_change)
+            finally:
+                lock.release()
+    finally:
+        try:
+            client.post("/v3/lease/revoke", {"ID": lease})
+        except etcd_client.EtcdError:
+            pass
+
+
+def _restart_now(s, client, lock, reasons, local, version_change):
+    me = __opts__["id"]
+    svc = s["service"]
+    lock.keepalive(_others(s, me))
+    if version_change:
+        __salt__["etcd_install.activate"](s["version"], s["paths"]["install"], s["paths"]["bin"])
+    started = time.monotonic()
+    wanted = etcd_node.wanted(s)
+    etcd_node.write_json(_fingerprint_path(s), wanted)
+    __salt__["service.restart"](svc["name"], no_block=True)
+    time.sleep(0.5)  # let systemd stop the old process before asking whether it serves
+    if not _caught_up(s, client, local, svc["restart_timeout"]):
+        others = _client(s, _others(s, me))
+        record = {"member": me, "reasons": reasons, "time": time.time()}
+        try:
+            others.post(
+                "/v3/kv/put",
+                {
+                    "key": etcd_client.b64(etcd_lock.marker_key(s["cluster"]["name"])),
+                    "value": etcd_client.b64(json.dumps(record)),
+                },
+            )
+        except etcd_client.EtcdError:
+            pass
+        return {
+            "restarted": False,
+            "comment": f"{me} did not serve and catch up within {svc['restart_timeout']} s after its restart; "
+            "later applies stop until the marker is removed (README: Rolling changes)",
+        }
+    return {
+        "restarted": True,
+        "comment": f"restarted ({'; '.join(reasons)}) in {time.monotonic() - started:.1f} s",
+        "seconds": round(time.monotonic() - started, 2),
+        "keepalive_errors": lock.keepalive_errors,
+    }

@@ -1,0 +1,135 @@
+"""One cluster-wide lock held in etcd itself, for everything that must happen one member
+at a time (guarded restarts; later membership changes, defragmentation, OS maintenance).
+
+The lock is a key bound to a lease: if its holder dies, the lease expires and the key
+goes with it. Taking it is one transaction (create the key only if it does not exist).
+While the holder's own member restarts, a keepalive thread renews the lease through the
+other members. Releasing revokes the lease. A marker key records a restart that never
+came back, so that later applies stop instead of restarting another member.
+"""
+
+import json
+import socket
+import threading
+import time
+
+try:  # loaded by Salt's loader by name, or imported directly by unit tests
+    import etcd_client
+except ImportError:  # pragma: no cover
+    from _utils import etcd_client
+
+
+def prefix(cluster):
+    return f"/etcd-formula/{cluster}"
+
+
+def lock_key(cluster):
+    return f"{prefix(cluster)}/lock"
+
+
+def marker_key(cluster):
+    return f"{prefix(cluster)}/restart-failed"
+
+
+def pending_key(cluster, member):
+    return f"{prefix(cluster)}/restart-pending/{member}"
+
+
+def min_ttl(election_timeout_ms, wanted):
+    """etcd raises a TTL below 1.5 election timeouts (minLeaseTTL): ask for at least that."""
+    return max(int(wanted), int(election_timeout_ms * 1.5 / 1000) + 1)
+
+
+class LockTimeout(Exception):
+    """Somebody else held the lock for longer than we were willing to wait."""
+
+
+class Lock:
+    """`with Lock(client, cluster, holder, ttl):` ... the lease is revoked on exit."""
+
+    def __init__(self, client, cluster, holder, ttl=60, wait=300.0, purpose="restart"):
+        self.client = client
+        self.key = lock_key(cluster)
+        self.holder = holder
+        self.ttl = int(ttl)
+        self.wait = float(wait)
+        self.purpose = purpose
+        self.lease = None
+        self._stop = threading.Event()
+        self._thread = None
+        self.keepalive_errors = 0
+
+    def holder_info(self):
+        raw = self.client.get(self.key)
+        return json.loads(raw) if raw else None
+
+    def acquire(self):
+        deadline = time.monotonic() + self.wait
+        value = json.dumps(
+            {"holder": self.holder, "purpose": self.purpose, "since": time.time(), "host": socket.gethostname()}
+        )
+        while True:
+            lease = int(self.client.post("/v3/lease/grant", {"TTL": self.ttl})["ID"])
+            body = {
+                "compare": [
+                    {"key": etcd_client.b64(self.key), "target": "CREATE", "create_revision": "0", "result": "EQUAL"}
+                ],
+                "success": [
+                    {"request_put": {"key": etcd_client.b64(self.key), "value": etcd_client.b64(value), "lease": lease}}
+                ],
+                "failure": [],
+            }
+            if self.client.post("/v3/kv/txn", body).get("succeeded"):
+                self.lease = lease
+                return self
+            self._revoke(lease)
+            if time.monotonic() > deadline:
+                raise LockTimeout(f"lock {self.key} held by {self.holder_info()} for over {self.wait:.0f}s")
+            time.sleep(0.5)
+
+    def _revoke(self, lease):
+        try:
+            self.client.post("/v3/lease/revoke", {"ID": lease})
+        except etcd_client.EtcdError:
+            pass  # it expires on its own
+
+    def keepalive(self, endpoints, interval=None):
+        """Renew the lease in the background through `endpoints` (the other members)."""
+        interval = interval or max(1.0, self.ttl / 3)
+        keeper = etcd_client.Client(endpoints, self.client.timeout)
+        keeper._tls = self.client._tls
+
+        def run():
+            while not self._stop.wait(interval):
+                try:
+                    keeper.post("/v3/lease/keepalive", {"ID": self.lease})
+                except etcd_client.EtcdError:
+                    self.keepalive_errors += 1
+
+        self._thread = threading.Thread(target=run, name="etcd-lock-keepalive", daemon=True)
+        self._thread.start()
+
+    def release(self):
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=5)
+        if self.lease is not None:
+            self._revoke(self.lease)
+            self.lease = None
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc):
+        self.release()
+        return False
+
+
+def pending(client, cluster):
+    """Members that announced a restart they still want (their keys live on a lease)."""
+    start = f"{prefix(cluster)}/restart-pending/"
+    end = start[:-1] + chr(ord(start[-1]) + 1)
+    raw = client.post(
+        "/v3/kv/range", {"key": etcd_client.b64(start), "range_end": etcd_client.b64(end), "keys_only": True}
+    )
+    return sorted(etcd_client.unb64(kv["key"])[len(start) :] for kv in raw.get("kvs", []))

@@ -1,0 +1,232 @@
+"""Guarded rolling restarts on real nodes, under a continuous writer.
+
+A 3.4.23 cluster (etcd's default raft timing, 100/1000 ms) takes a flag change, refuses
+to restart while a member is down, upgrades to 3.5.1 with one `state.apply` on all
+members at once, refuses a downgrade, and finishes a roll whose lock holder died.
+"""
+
+import json
+import sys
+import threading
+import time
+
+import pytest
+from results import MEMBERS, by_id, ok, set_site, wipe
+
+from labkit.preflight import REPO
+
+sys.path.insert(0, str(REPO / "_utils"))
+import etcd_client  # noqa: E402
+
+SERVICE = {"restart_timeout": 30, "lock_ttl": 10, "health_timeout": 15, "lock_wait": 180}
+
+
+class Traffic:
+    """20 writes/s rotating over the members (300 ms per request), and every 100 ms
+    whether each member's process serves (/version, 90 ms)."""
+
+    def __init__(self, urls, tag):
+        self.urls, self.tag = urls, tag
+        self.acked, self.samples = [], []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._write), threading.Thread(target=self._sample)]
+
+    def __enter__(self):
+        for t in self._threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        for t in self._threads:
+            t.join()
+
+    def _write(self):
+        c = etcd_client.Client(self.urls, 0.3)
+        i = 0
+        while not self._stop.is_set():
+            key = f"/roll/{self.tag}/{i:06d}"
+            try:
+                c.put(key, str(i), endpoint=self.urls[i % len(self.urls)])
+                self.acked.append((key, time.monotonic()))
+            except etcd_client.EtcdError:
+                pass
+            i += 1
+            self._stop.wait(0.05)
+
+    def _sample(self):
+        c = etcd_client.Client(self.urls, 0.09)
+        while not self._stop.is_set():
+            row = []
+            for url in self.urls:
+                try:
+                    c.version(url)
+                    row.append(True)
+                except etcd_client.EtcdError:
+                    row.append(False)
+            self.samples.append(row)
+            self._stop.wait(0.1)
+
+    def longest_gap(self):
+        times = [t for _, t in self.acked]
+        return max((b - a for a, b in zip(times, times[1:], strict=False)), default=0.0)
+
+    def worst_sample(self):
+        return max((row.count(False) for row in self.samples), default=0)
+
+
+def rolling_site(lab, **etcd):
+    site = lab.site()
+    site["etcd"]["cluster"].update(name="rolllab", bootstrap=True)
+    site["etcd"]["tls"]["enabled"] = False
+    site["etcd"]["health"] = {"schedule": False}
+    site["etcd"]["tuning"].update(heartbeat_interval=100, election_timeout=1000)
+    site["etcd"]["service"] = dict(SERVICE)
+    site["etcd"]["source"]["url"] = "salt://etcd-releases/etcd-v{version}-linux-amd64.tar.gz"
+    site["etcd"].update(etcd)
+    return site
+
+
+def pids(lab, names=MEMBERS):
+    return {n: lab.exec(n, "systemctl", "show", "-p", "MainPID", "--value", "etcd").stdout.strip() for n in names}
+
+
+def urls(lab):
+    return [f"http://{lab.ip(n)}:2379" for n in MEMBERS]
+
+
+def assert_no_loss(lab, traffic):
+    c = etcd_client.Client(urls(lab), 2)
+    start = f"/roll/{traffic.tag}/"
+    end = start[:-1] + chr(ord(start[-1]) + 1)
+    raw = c.post("/v3/kv/range", {"key": etcd_client.b64(start), "range_end": etcd_client.b64(end), "keys_only": True})
+    stored = {etcd_client.unb64(kv["key"]) for kv in raw.get("kvs", [])}
+    lost = [k for k, _ in traffic.acked if k not in stored]
+    assert traffic.acked and not lost, f"{len(lost)} acknowledged writes lost of {len(traffic.acked)}"
+    # The gateway maps Hash and HashKV to one path: ask etcdctl for the members' hashkv.
+    rev = int(c.post("/v3/kv/range", {"key": etcd_client.b64("/")})["header"]["revision"])
+    out = lab.exec(
+        "etcd1", "etcdctl", f"--endpoints={','.join(urls(lab))}", "endpoint", "hashkv", f"--rev={rev}", "-w", "json"
+    ).stdout
+    hashkv = {e["Endpoint"]: e["HashKV"]["hash"] for e in json.loads(out)}
+    assert len(hashkv) == len(MEMBERS) and len(set(hashkv.values())) == 1, hashkv
+
+
+@pytest.fixture(scope="module")
+def cluster(lab):
+    wipe(lab, MEMBERS)
+    set_site(lab, rolling_site(lab, version="3.4.23"))
+    ret = lab.apply(MEMBERS)
+    for name in MEMBERS:
+        ok(ret[name])
+    yield lab
+    wipe(lab, MEMBERS)
+
+
+def test_flag_change_rolls_one_member_at_a_time(cluster):
+    before = pids(cluster)
+    set_site(cluster, rolling_site(cluster, version="3.4.23", tuning={"snapshot_count": 50000}))
+    planned = cluster.apply(MEMBERS, "test=True")
+    for name in MEMBERS:
+        running = by_id(planned[name])["etcd-service-running-etcd_cluster-running"]
+        assert "would restart etcd through the guarded path" in running["comment"]
+        assert "ETCD_SNAPSHOT_COUNT" in running["comment"]
+    assert pids(cluster) == before
+    with Traffic(urls(cluster), "flag") as traffic:
+        ret = cluster.apply(MEMBERS)
+        time.sleep(1)
+    for name in MEMBERS:
+        running = by_id(ok(ret[name]))["etcd-service-running-etcd_cluster-running"]
+        assert running["changes"].get("restarted"), running
+    after = pids(cluster)
+    assert all(after[n] != before[n] for n in MEMBERS)
+    assert traffic.worst_sample() <= 1, "two members were down at the same moment"
+    assert_no_loss(cluster, traffic)
+    print(f"\nflag roll: longest write gap {traffic.longest_gap():.2f} s over {len(traffic.acked)} writes")
+    assert cluster.salt("etcd1", "etcd_cluster.healthy")["etcd1"]["healthy"] is True
+
+
+def test_unhealthy_cluster_restarts_nothing(cluster):
+    before = pids(cluster)
+    cluster.crash("etcd3")
+    try:
+        set_site(cluster, rolling_site(cluster, version="3.4.23", tuning={"snapshot_count": 60000}))
+        ret = cluster.apply(["etcd1", "etcd2"])
+        for name in ("etcd1", "etcd2"):
+            running = by_id(ret[name])["etcd-service-running-etcd_cluster-running"]
+            assert running["result"] is False and "not fully healthy" in running["comment"], running
+        after = pids(cluster, ["etcd1", "etcd2"])
+        assert after["etcd1"] == before["etcd1"] and after["etcd2"] == before["etcd2"]
+    finally:
+        cluster.boot("etcd3")
+    cluster.wait(lambda: cluster.salt("etcd1", "etcd_cluster.healthy")["etcd1"].get("healthy"), 60, 1, "healthy")
+    for states in cluster.apply(MEMBERS).values():
+        ok(states)
+
+
+def test_upgrade_34_to_35_with_one_apply_on_all_members(cluster):
+    set_site(cluster, rolling_site(cluster, version="3.5.1"))
+    with Traffic(urls(cluster), "upgrade") as traffic:
+        started = time.monotonic()
+        ret = cluster.apply(MEMBERS)
+        elapsed = time.monotonic() - started
+        time.sleep(1)
+    for name in MEMBERS:
+        ok(ret[name])
+    c = etcd_client.Client(urls(cluster), 2)
+    assert {c.version(u)["etcdserver"] for u in urls(cluster)} == {"3.5.1"}
+    # The cluster version follows the last member: wait for it, bounded.
+    cluster.wait(lambda: c.version(urls(cluster)[0])["etcdcluster"].startswith("3.5"), 30, 0.5, "cluster version 3.5")
+    assert traffic.worst_sample() <= 1, "two members were down at the same moment"
+    assert_no_loss(cluster, traffic)
+    print(
+        f"\nupgrade roll: {elapsed:.1f} s; longest write gap {traffic.longest_gap():.2f} s over "
+        f"{len(traffic.acked)} acknowledged writes; {len(traffic.samples)} samples"
+    )
+    assert traffic.longest_gap() < 5
+
+
+def test_downgrade_is_refused(cluster):
+    before = pids(cluster)
+    set_site(cluster, rolling_site(cluster, version="3.4.23"))
+    ret = cluster.apply(["etcd1"])["etcd1"]
+    running = by_id(ret)["etcd-service-running-etcd_cluster-running"]
+    assert running["result"] is False and "downgrade" in running["comment"]
+    assert pids(cluster)["etcd1"] == before["etcd1"]
+    set_site(cluster, rolling_site(cluster, version="3.5.1"))
+
+
+def test_a_dead_lock_holder_lets_the_next_apply_finish_the_roll(cluster):
+    before = pids(cluster)
+    set_site(cluster, rolling_site(cluster, version="3.5.1", tuning={"snapshot_count": 70000}))
+    c = etcd_client.Client(urls(cluster), 1)
+    key = "/etcd-formula/rolllab/lock"
+    results = {}
+    worker = threading.Thread(target=lambda: results.update(cluster.apply(MEMBERS, timeout=90)))
+    worker.start()
+    holder = None
+    deadline = time.monotonic() + 60
+    while holder is None and time.monotonic() < deadline:
+        try:
+            raw = c.get(key)
+        except etcd_client.EtcdError:
+            raw = None
+        holder = json.loads(raw)["holder"] if raw else None
+        time.sleep(0.05)
+    assert holder, "nobody took the lock"
+    cluster.crash(holder)
+    worker.join()
+    survivors = [n for n in MEMBERS if n != holder]
+    cluster.wait(lambda: not c.get(key) or json.loads(c.get(key))["holder"] != holder, 60, 0.5, "the lock to expire")
+    cluster.boot(holder)
+    cluster.wait(
+        lambda: cluster.salt(survivors[0], "etcd_cluster.healthy")[survivors[0]].get("healthy"), 90, 1, "health"
+    )
+    for states in cluster.apply(MEMBERS).values():
+        ok(states)
+    after = pids(cluster)
+    assert all(after[n] != before[n] for n in MEMBERS)
+    for name in MEMBERS:
+        assert "ETCD_SNAPSHOT_COUNT=70000" in cluster.exec(name, "cat", "/etc/etcd/etcd.env").stdout
+        plan = cluster.salt(name, "etcd_rolling.plan")[name]
+        assert plan["reasons"] == [], plan
