@@ -11,13 +11,18 @@ import sys
 
 # Synced _utils modules are imported by name: drop cached copies so that a
 # `saltutil.sync_all` takes effect in a long-running minion.
-for _name in ("etcd_settings", "etcd_releases", "etcd_client", "etcd_node", "etcd_health"):
+for _name in (
+    "etcd_settings", "etcd_releases", "etcd_client", "etcd_node", "etcd_health", "etcd_tls", "etcd_disk", "etcd_k8s"
+):  # fmt: skip
     sys.modules.pop(_name, None)
 
 import etcd_client  # noqa: E402
+import etcd_disk  # noqa: E402
 import etcd_health  # noqa: E402
+import etcd_k8s  # noqa: E402
 import etcd_node  # noqa: E402
 import etcd_settings  # noqa: E402
+import etcd_tls  # noqa: E402
 
 try:
     import salt.utils.secret
@@ -87,7 +92,22 @@ def validate():
         salt 'etcd*' etcd_cluster.validate
     """
     s = settings()
-    return etcd_settings.validate(_pillar_etcd(), s, __opts__["id"], etcd_node.has_etcd(s))
+    report = etcd_settings.validate(_pillar_etcd(), s, __opts__["id"], etcd_node.has_etcd(s))
+    started = etcd_node.read_json(os.path.join(s["paths"]["state"], "started.json")) or {}
+    was = str(started.get("flags", {}).get("ETCD_ADVERTISE_CLIENT_URLS", "")).split("://")[0]
+    now = etcd_settings.scheme(s)
+    if was and was != now and etcd_node.has_data(s["paths"]["data"]) and __opts__["id"] in s["members"]:
+        report["valid"] = False
+        report["errors"].append(
+            {
+                "key": "etcd:tls:enabled",
+                "message": f"this member runs with {was}:// URLs: switching a formed cluster to {now}:// needs "
+                "every member restarted in turn, which this formula does not do yet",
+                "fix": f"set `etcd:tls:enabled` back to {str(was == 'https').lower()}, or follow README: TLS, "
+                "Turning TLS on for a running cluster",
+            }
+        )
+    return report
 
 
 def env(name=None):
@@ -110,7 +130,9 @@ def env(name=None):
 
 def _client(s=None):
     s = s or settings()
-    return etcd_client.Client(etcd_settings.endpoints(s, __opts__["id"]), timeout=s["service"]["probe_timeout"])
+    return etcd_client.Client(
+        etcd_settings.endpoints(s, __opts__["id"]), s["service"]["probe_timeout"], *etcd_settings.client_tls(s)
+    )
 
 
 def _member_view(m):
@@ -413,12 +435,22 @@ def health(event=False):
     """
     s = applied_settings() or settings()
     me = __opts__["id"]
-    client = etcd_client.Client(etcd_settings.endpoints(s, me), timeout=s["health"]["timeout"])
-    report = etcd_health.assess(etcd_health.gather(client, s, me), s)
+    client = etcd_client.Client(etcd_settings.endpoints(s, me), s["health"]["timeout"], *etcd_settings.client_tls(s))
+    report = etcd_health.assess(etcd_health.gather(client, s, me), s, _certificate_days(s))
     report["minion"] = me
     if event:
         _publish(s, report)
     return report
+
+
+def _certificate_days(s):
+    if not etcd_settings.tls_on(s) or s["tls"]["mode"] not in etcd_settings.TLS_MODES:
+        return {}
+    out = {}
+    for what in ("client_ca", "peer_ca", "server_cert", "peer_cert", "admin_cert"):
+        cert = etcd_tls.load_cert(etcd_settings.tls_path(s, what))
+        out[etcd_settings.tls_path(s, what)] = {"days_left": etcd_tls.facts(cert)["days_left"] if cert else -1}
+    return out
 
 
 def _publish(s, report):
@@ -448,3 +480,54 @@ def last_health():
             return json.load(fh)
     except (OSError, ValueError):
         return None
+
+
+def kv_backend_address():
+    """
+    The storage operator's ``kvBackend.address`` for this site: every member's client
+    URL, comma-separated (https with TLS).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt etcd1 etcd_cluster.kv_backend_address
+    """
+    return etcd_k8s.kv_backend_address(settings())
+
+
+def check_disk(path=None, seconds=10):
+    """
+    fdatasync latency where ``path`` (default: the data dir, or its nearest existing
+    parent) lives, as etcd's hardware guide measures it: sequential 2300-byte writes with
+    an fdatasync after each, up to 22 MiB or ``seconds``. Reports p50/p99/max in ms, IOPS,
+    samples and whether the full 22 MiB was written; leaves no file behind.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt 'etcd*' etcd_cluster.check_disk
+        salt etcd1 etcd_cluster.check_disk /var/lib/etcd seconds=30
+    """
+    return etcd_disk.measure(path or settings()["paths"]["data"], float(seconds))
+
+
+def kubernetes_manifests(with_secret=False):
+    """
+    The Kubernetes objects for this site (Service without selector, EndpointSlice, and
+    the legacy Endpoints when ``kubernetes:legacy_endpoints``). The Secret with the
+    client bundle is only ever written to a file by ``etcd_kubernetes.manifests``; here
+    ``with_secret`` shows its name and keys, never its data.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt etcd1 etcd_cluster.kubernetes_manifests
+    """
+    docs = etcd_k8s.manifests(settings())
+    if with_secret and etcd_settings.tls_on(settings()):
+        k = settings()["kubernetes"]
+        docs.append({"kind": "Secret", "name": k["secret"], "keys": sorted(etcd_k8s.SECRET_KEYS.values())})
+    return docs

@@ -71,50 +71,65 @@ class Client:
         self.timeout = timeout
         self._tls = None
         if ca or cert:
-            self._tls = ssl.create_default_context(cafile=ca)
-            if cert and key:
-                self._tls.load_cert_chain(cert, key)
+            try:
+                self._tls = ssl.create_default_context(cafile=ca)
+                if cert and key:
+                    self._tls.load_cert_chain(cert, key)
+            except (OSError, ssl.SSLError) as exc:
+                raise EtcdError(
+                    f"TLS client material unusable ({ca}, {cert}): {exc}; apply the etcd formula (tls) first"
+                ) from exc
         self._idle = {}
         self._lock = threading.Lock()
 
-    def _connection(self, endpoint, timeout):
+    def _connection(self, endpoint, timeout, fresh=False):
+        """(connection, reused): an idle keep-alive connection, or a new one."""
         with self._lock:
-            idle = self._idle.get(endpoint)
+            idle = None if fresh else self._idle.get(endpoint)
             if idle:
                 conn = idle.pop()
                 conn.timeout = timeout
                 if conn.sock is not None:
                     conn.sock.settimeout(timeout)
-                return conn
+                return conn, True
         url = urllib.parse.urlsplit(endpoint)
         if url.scheme == "https":
-            return http.client.HTTPSConnection(
+            conn = http.client.HTTPSConnection(
                 url.hostname, url.port or 443, timeout=timeout, context=self._tls or ssl.create_default_context()
             )
-        return http.client.HTTPConnection(url.hostname, url.port or 80, timeout=timeout)
+        else:
+            conn = http.client.HTTPConnection(url.hostname, url.port or 80, timeout=timeout)
+        return conn, False
 
     def _release(self, endpoint, conn):
         with self._lock:
             self._idle.setdefault(endpoint, []).append(conn)
 
     def raw(self, method, endpoint, path, body=None, timeout=None, until=None):
-        """(status, text) of one request; raises EtcdError when the endpoint does not answer."""
-        conn = self._connection(endpoint, timeout or self.timeout)
+        """(status, text) of one request; raises EtcdError when the endpoint does not answer.
+
+        A kept-alive connection the server closed meanwhile (a restarted member) fails on
+        first use: that request is retried once on a new connection.
+        """
         headers = {"Accept-Encoding": "identity"}
         payload = None
         if body is not None:
             payload = json.dumps(body).encode()
             headers["Content-Type"] = "application/json"
-        try:
-            conn.request(method, path, body=payload, headers=headers)
-            resp = conn.getresponse()
-            if until is None:
-                text = resp.read().decode(errors="replace")
-            else:
-                text = _read_until(resp, until)
-        except (OSError, http.client.HTTPException) as exc:  # socket.timeout is an OSError
-            conn.close()
-            raise EtcdError(f"{endpoint}: {type(exc).__name__}") from exc
+        fresh = False
+        while True:
+            conn, reused = self._connection(endpoint, timeout or self.timeout, fresh)
+            try:
+                conn.request(method, path, body=payload, headers=headers)
+                resp = conn.getresponse()
+                text = resp.read().decode(errors="replace") if until is None else _read_until(resp, until)
+                break
+            except (OSError, http.client.HTTPException) as exc:  # socket.timeout is an OSError
+                conn.close()
+                if reused and not isinstance(exc, TimeoutError):
+                    fresh = True
+                    continue
+                raise EtcdError(f"{endpoint}: {type(exc).__name__}") from exc
         if resp.will_close or until is not None:
             conn.close()
         else:

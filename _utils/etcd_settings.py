@@ -8,6 +8,8 @@ the SLS files, the templates and the health checks can never disagree on a path 
 import copy
 import difflib
 import ipaddress
+import os
+import re
 
 try:  # loaded by Salt's loader as `etcd_settings`, or imported directly by unit tests
     import etcd_releases
@@ -33,7 +35,17 @@ DEFAULTS = {
     },
     "user": "etcd",
     "group": "etcd",
-    "service": {"name": "etcd", "start_timeout": 120, "probe_timeout": 2, "health_timeout": 120},
+    "service": {
+        "name": "etcd",
+        "start_timeout": 120,
+        "probe_timeout": 2,
+        "health_timeout": 120,
+        # The guarded restart: how long to wait for the cluster lock, the lock lease's
+        # TTL (kept alive while the member restarts), and for the member to serve again.
+        "lock_wait": 600,
+        "lock_ttl": 60,
+        "restart_timeout": 120,
+    },
     "tuning": {
         "heartbeat_interval": 500,
         "election_timeout": 5000,
@@ -45,6 +57,37 @@ DEFAULTS = {
         "auto_compaction_retention": "20000",
     },
     "extra_flags": {},
+    # TLS on every client and peer URL (see README: TLS). Peers and clients trust two CAs.
+    "tls": {
+        "enabled": False,
+        "mode": "ca_minion",  # ca_minion: a CA minion signs (x509_v2); files: made elsewhere
+        "ca_minion": None,
+        "generate_ca": True,  # false: bring your own CA, placed on the CA minion only
+        "ca_dir": "/etc/pki/etcd-ca",  # on the CA minion
+        "dir": "/etc/etcd/pki",  # on every member
+        "days_valid": 365,
+        "ca_days_valid": 3650,
+        "renew_days": 30,
+        "key_type": "ec",  # ec (P-256) or rsa (2048 bits)
+        "extra_sans": [],
+        "bundle_minions": [],  # minions (not members) allowed a client bundle
+        "files": {},  # mode files: <what>: <path on the node>, see TLS_FILES
+    },
+    # Kubernetes objects for consumers in a cluster (salt/etcd/kubernetes.sls).
+    "kubernetes": {
+        "minion": None,  # the minion that writes (and may apply) the manifests
+        "namespace": "storageos",
+        "service": "storageos-etcd",
+        "secret": "storageos-etcd-client",  # with TLS: the client bundle
+        "legacy_endpoints": False,  # also a v1 Endpoints (marked not to be mirrored)
+        "manifest": "/etc/etcd-formula/kubernetes/etcd.yaml",
+        "bundle_dir": "/etc/etcd-client",
+        "apply": False,  # kubectl apply -f, when kubectl is there
+        "kubectl": "kubectl",
+        "kubeconfig": None,
+    },
+    # Disk latency check before the first install (etcd's hardware guide: fdatasync p99).
+    "preflight": {"mode": "warn", "p99_ms": 10, "seconds": 10},
     # Scheduled health checks (etcd_cluster.health through the minion's scheduler).
     "health": {
         "schedule": True,
@@ -63,7 +106,20 @@ DEFAULTS = {
 OS_FAMILY = {"Debian": {}, "RedHat": {}, "Suse": {}, "Arch": {}}
 MEMBER_KEYS = {"address": None, "fqdn": None}
 # Maps whose keys are the user's own (minion ids, versions, flag names): no typo check.
-FREE_MAPS = {"members", "source:checksums", "extra_flags", "lookup"}
+FREE_MAPS = {"members", "source:checksums", "extra_flags", "lookup", "tls:files"}
+TLS_MODES = ("ca_minion", "files")
+KEY_TYPES = ("ec", "rsa")
+# The certificate material of a member: file name in tls:dir, owner, mode.
+TLS_FILES = {
+    "client_ca": ("client-ca.crt", "root", 0o644),  # signs server, admin and client certs
+    "peer_ca": ("peer-ca.crt", "root", 0o644),  # signs peer certs only
+    "server_cert": ("server.crt", "root", 0o644),
+    "server_key": ("server.key", "etcd", 0o600),
+    "peer_cert": ("peer.crt", "root", 0o644),
+    "peer_key": ("peer.key", "etcd", 0o600),
+    "admin_cert": ("admin.crt", "root", 0o644),
+    "admin_key": ("admin.key", "root", 0o600),
+}
 ADVERTISE_MODES = ("ip", "fqdn")
 COMPACTION_MODES = ("revision", "periodic")
 MAX_QUOTA = 8 * 1024**3
@@ -71,7 +127,9 @@ MAX_QUOTA = 8 * 1024**3
 MANAGED_FLAGS = {
     "name", "data-dir", "listen-client-urls", "advertise-client-urls", "listen-peer-urls",
     "initial-advertise-peer-urls", "initial-cluster", "initial-cluster-token",
-    "initial-cluster-state",
+    "initial-cluster-state", "cert-file", "key-file", "trusted-ca-file", "client-cert-auth",
+    "peer-cert-file", "peer-key-file", "peer-trusted-ca-file", "peer-client-cert-auth", "auto-tls",
+    "peer-auto-tls",
 }  # fmt: skip
 
 
@@ -210,6 +268,8 @@ def validate(pillar_etcd, settings, minion_id, node_has_etcd=False):
     _validate_release(settings, f)
     _validate_tuning(settings, f)
     _validate_health(settings, f)
+    _validate_tls(settings, f)
+    _validate_k8s_and_preflight(settings, f)
     for flag in settings.get("extra_flags") or {}:
         if str(flag).lstrip("-") in MANAGED_FLAGS:
             f.error(f"extra_flags:{flag}", f"--{flag} is set by the formula", "remove it from `etcd:extra_flags`")
@@ -261,6 +321,85 @@ def _validate_tuning(settings, f):
         )
 
 
+def _validate_tls(settings, f):
+    t = settings.get("tls") or {}
+    for key in ("enabled", "generate_ca"):
+        if not isinstance(t.get(key), bool):
+            f.error(f"tls:{key}", f"must be true or false, not {t.get(key)!r}", f"set `etcd:tls:{key}: true`")
+    if not t.get("enabled"):
+        return
+    mode = t.get("mode")
+    if mode not in TLS_MODES:
+        f.error("tls:mode", f"unknown TLS mode {mode!r}", "set `etcd:tls:mode` to ca_minion or files")
+    if mode == "ca_minion":
+        ca = t.get("ca_minion")
+        if not ca:
+            f.error(
+                "tls:ca_minion", "no CA minion is named", "set `etcd:tls:ca_minion` to the minion that keeps the CA"
+            )
+        elif ca in (settings.get("members") or {}):
+            f.error(
+                "tls:ca_minion",
+                f"{ca} is an etcd member: the CA key would live on a member",
+                "name a minion that is not a member (and not the master's host)",
+            )
+    if mode == "files":
+        files = t.get("files") or {}
+        for what in files:
+            if what not in TLS_FILES:
+                near = difflib.get_close_matches(str(what), list(TLS_FILES), n=1)
+                f.error(
+                    f"tls:files:{what}",
+                    f"unknown TLS file {what!r}",
+                    f"did you mean `{near[0]}`?" if near else "remove it",
+                )
+        for what in TLS_FILES:
+            if what not in files:
+                f.error(f"tls:files:{what}", f"mode files needs the path of {what}", f"set `etcd:tls:files:{what}`")
+            elif "key" in what and not str(files[what]).startswith("/"):
+                f.error(
+                    f"tls:files:{what}", "must be an absolute path on the node", "keys stay files, never pillar text"
+                )
+    if t.get("key_type") not in KEY_TYPES:
+        f.error("tls:key_type", f"unknown key type {t.get('key_type')!r}", "use ec or rsa")
+    days = _int(f, "tls:days_valid", t.get("days_valid"), 1, 3650, "e.g. 365")
+    renew = _int(f, "tls:renew_days", t.get("renew_days"), 0, 3650, "e.g. 30")
+    _int(f, "tls:ca_days_valid", t.get("ca_days_valid"), 1, 36500, "e.g. 3650")
+    if days and renew is not None and renew >= days:
+        f.warn("tls:renew_days", f"{renew} days is not under the validity {days}: every apply renews", "lower it")
+    for path_key in ("dir", "ca_dir"):
+        if not str(t.get(path_key) or "").startswith("/"):
+            f.error(f"tls:{path_key}", f"{t.get(path_key)!r} is not an absolute path", f"set `etcd:tls:{path_key}`")
+    if not isinstance(t.get("extra_sans"), list):
+        f.error("tls:extra_sans", "must be a list of DNS names or IPs", "e.g. [etcd.storageos.svc]")
+    if not isinstance(t.get("bundle_minions"), list):
+        f.error("tls:bundle_minions", "must be a list of minion ids", "e.g. [k8s-master1]")
+
+
+PREFLIGHT_MODES = ("warn", "enforce", "off")
+K8S_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+def _validate_k8s_and_preflight(settings, f):
+    p = settings.get("preflight") or {}
+    if p.get("mode") not in PREFLIGHT_MODES:
+        f.error("preflight:mode", f"unknown preflight mode {p.get('mode')!r}", "use warn, enforce or off")
+    ms = p.get("p99_ms")
+    if isinstance(ms, bool) or not isinstance(ms, (int, float)) or ms <= 0:
+        f.error("preflight:p99_ms", f"must be a positive number of ms, not {ms!r}", "etcd's guide says 10")
+    _int(f, "preflight:seconds", p.get("seconds"), 1, 600, "time bound of the disk check, e.g. 10")
+    k = settings.get("kubernetes") or {}
+    for key in ("namespace", "service", "secret"):
+        if not K8S_NAME.match(str(k.get(key) or "")):
+            f.error(f"kubernetes:{key}", f"{k.get(key)!r} is not a Kubernetes name", "lower case, digits and '-'")
+    for key in ("legacy_endpoints", "apply"):
+        if not isinstance(k.get(key), bool):
+            f.error(f"kubernetes:{key}", f"must be true or false, not {k.get(key)!r}", f"set `etcd:kubernetes:{key}`")
+    for key in ("manifest", "bundle_dir"):
+        if not str(k.get(key) or "").startswith("/"):
+            f.error(f"kubernetes:{key}", f"{k.get(key)!r} is not an absolute path", f"set `etcd:kubernetes:{key}`")
+
+
 def _validate_health(settings, f):
     h = settings.get("health") or {}
     for key in ("schedule", "enabled"):
@@ -294,8 +433,46 @@ def _url(scheme, host, port):
     return f"{scheme}://{host}:{port}"
 
 
-def scheme(_settings):
-    return "http"
+def tls_on(settings):
+    return bool((settings.get("tls") or {}).get("enabled"))
+
+
+def scheme(settings):
+    return "https" if tls_on(settings) else "http"
+
+
+def tls_path(settings, what):
+    """Where a member keeps one piece of its TLS material (TLS_FILES): the one place."""
+    return os.path.join(settings["tls"]["dir"], TLS_FILES[what][0])
+
+
+def client_tls(settings):
+    """(ca, cert, key) for the formula's own calls, or Nones without TLS."""
+    if not tls_on(settings):
+        return None, None, None
+    return tuple(tls_path(settings, w) for w in ("client_ca", "admin_cert", "admin_key"))
+
+
+def member_sans(settings, name, hostname=None):
+    """What a member's server and peer certificates must name.
+
+    Server: member IP, FQDN, hostname, localhost, 127.0.0.1, ::1 and extra SANs. Peer: the
+    same, since etcd checks a peer's certificate against the address it connects from.
+    """
+    member = settings["members"][name]
+    dns = [d for d in (member.get("fqdn"), hostname or name, "localhost") if d]
+    dns += [str(x) for x in settings["tls"].get("extra_sans") or [] if not _is_ip(x)]
+    ips = [str(member["address"]), "127.0.0.1", "::1"]
+    ips += [str(x) for x in settings["tls"].get("extra_sans") or [] if _is_ip(x)]
+    return {"dns": sorted(set(dns)), "ip": sorted(set(ips), key=ips.index)}
+
+
+def _is_ip(text):
+    try:
+        ipaddress.ip_address(str(text))
+    except ValueError:
+        return False
+    return True
 
 
 def peer_url(settings, name):
@@ -357,6 +534,19 @@ def flags(settings, name, version=None):
         "ETCD_AUTO_COMPACTION_RETENTION": t["auto_compaction_retention"],
         "ETCD_LOGGER": "zap",
     }
+    if tls_on(s):
+        # Clients and peers trust different CAs: a client certificate (signed by the
+        # client CA) cannot speak raft on the peer port. No auto-tls anywhere.
+        env.update(
+            ETCD_CERT_FILE=tls_path(s, "server_cert"),
+            ETCD_KEY_FILE=tls_path(s, "server_key"),
+            ETCD_TRUSTED_CA_FILE=tls_path(s, "client_ca"),
+            ETCD_CLIENT_CERT_AUTH="true",
+            ETCD_PEER_CERT_FILE=tls_path(s, "peer_cert"),
+            ETCD_PEER_KEY_FILE=tls_path(s, "peer_key"),
+            ETCD_PEER_TRUSTED_CA_FILE=tls_path(s, "peer_ca"),
+            ETCD_PEER_CLIENT_CERT_AUTH="true",
+        )
     if (etcd_releases.parse(version or s["version"]) or (0, 0, 0))[:2] < (3, 5):
         # 3.5 pre-votes by default; on 3.4 a restarted follower could otherwise force an election.
         env["ETCD_PRE_VOTE"] = "true"

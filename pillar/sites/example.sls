@@ -54,6 +54,24 @@ etcd:
   extra_flags: {}
   #   experimental-initial-corrupt-check: true
 
+  # TLS on every URL. Peers and clients trust two different CAs (a client certificate
+  # cannot speak raft). The CA minion keeps both CA keys: never a member, never the master.
+  tls:
+    enabled: true
+    mode: ca_minion              # ca_minion: signed remotely (x509_v2); files: made elsewhere
+    ca_minion: ca1               # CHANGE
+    generate_ca: true            # false: put your own CA key and cert in ca_dir on the CA minion
+    ca_dir: /etc/pki/etcd-ca     # on the CA minion: client-ca.{key,crt}, peer-ca.{key,crt}
+    dir: /etc/etcd/pki           # on members
+    days_valid: 365
+    ca_days_valid: 3650
+    renew_days: 30               # renew on apply when fewer days are left
+    key_type: ec                 # ec (P-256) or rsa (2048)
+    extra_sans: []               # e.g. the Kubernetes Service names: [etcd.storageos.svc]
+    bundle_minions: []           # non-members allowed a client bundle (etcd_tls.client_bundle)
+    files: {}                    # mode files: server_cert, server_key, peer_cert, peer_key,
+    #                              admin_cert, admin_key, client_ca, peer_ca: paths on the node
+
   # The scheduled health check on every member: events etcd/<cluster>/health/<verdict>
   # to the master, `salt-run etcd.report` for the table (README: Health checks).
   health:
@@ -67,3 +85,25 @@ etcd:
     quota_critical_pct: 95
     wal_fsync_p99_ms: 10         # etcd's hardware guide
     cert_days: 30
+
+  # Disk check before the first install on a node: fdatasync p99 as etcd's hardware
+  # guide measures it (2300-byte writes, up to 22 MiB or `seconds`).
+  preflight:
+    mode: warn                   # warn | enforce (refuse the install) | off
+    p99_ms: 10
+    seconds: 10
+
+  # Kubernetes objects for the storage operator (salt <minion> state.apply etcd.kubernetes):
+  # a Service without selector, an EndpointSlice of the members, and with TLS a Secret
+  # holding the client bundle (made on that minion; list it in tls:bundle_minions).
+  kubernetes:
+    minion: null                 # CHANGE: e.g. a control-plane node with kubectl
+    namespace: storageos
+    service: storageos-etcd
+    secret: storageos-etcd-client
+    legacy_endpoints: false      # also a v1 Endpoints, marked not to be mirrored
+    manifest: /etc/etcd-formula/kubernetes/etcd.yaml   # mode 0600: holds the client key
+    bundle_dir: /etc/etcd-client
+    apply: false                 # kubectl apply -f the manifest when it changed
+    kubectl: kubectl
+    kubeconfig: null

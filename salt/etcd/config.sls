@@ -3,6 +3,7 @@
 
 include:
   - {{ tplroot }}.install
+  - {{ tplroot }}.tls
 
 etcd-config-data-dir-file-directory:
   file.directory:
@@ -34,6 +35,7 @@ etcd-config-env-file-managed:
         env: {{ salt['etcd_cluster.env']() | json }}
     - require:
       - file: etcd-config-dir-file-directory
+      - sls: {{ tplroot }}.tls
 
 etcd-config-unit-file-managed:
   file.managed:
@@ -69,4 +71,4 @@ etcd-config-settings-file-serialize:
     - group: {{ etcd.group }}
     - mode: '0640'
     - require:
-      - file: etcd-config-dir-file-directory
+      - file: etcd-config-env-file-managed

@@ -24,3 +24,9 @@ def wipe(lab, names):
         if lab.exec(name, "test", "-e", "/etc/systemd/system/etcd.service").returncode == 0:
             lab.exec(name, "systemctl", "stop", "etcd", check=True)
         lab.exec(name, "rm", "-rf", "/var/lib/etcd/member", check=True)
+
+
+def set_site(lab, site):
+    """Write the lab site and refresh every minion's in-memory pillar (execution calls read it)."""
+    lab.set_site(site)
+    lab.salt("*", "saltutil.refresh_pillar", "wait=True")

@@ -8,7 +8,15 @@ second cluster of 3.4.23 from the salt:// fileserver, and a masterless single no
 import json
 
 import pytest
-from results import ETCDCTL, MEMBERS, by_id, changed, ok, wipe
+from results import ETCDCTL, MEMBERS, by_id, changed, ok, set_site, wipe
+
+
+@pytest.fixture(scope="module", autouse=True)
+def plain_http(lab):
+    """Issue 3's behaviour over plain HTTP; TLS has its own module (test_tls.py)."""
+    site = lab.site()
+    site["etcd"]["tls"]["enabled"] = False
+    set_site(lab, site)
 
 
 def etcd_pid(lab, name):
@@ -134,30 +142,34 @@ def test_second_apply_changes_nothing(lab):
         assert changed(ok(ret[name])) == [], ret[name]
 
 
-def test_flag_change_reports_restart_pending_and_restarts_nothing(lab, site):
+def test_flag_change_dry_run_plans_a_guarded_restart_and_restarts_nothing(lab, site):
     pids = {n: etcd_pid(lab, n) for n in MEMBERS}
     site["etcd"].setdefault("tuning", {})["heartbeat_interval"] = 400
     lab.set_site(site)
-    ret = lab.apply(MEMBERS)
+    ret = lab.apply(MEMBERS, "test=True")
     for name in MEMBERS:
-        running = by_id(ok(ret[name]))["etcd-service-running-etcd_cluster-running"]
-        assert "restart pending: flags changed: ETCD_HEARTBEAT_INTERVAL" in running["comment"]
+        running = by_id(ret[name])["etcd-service-running-etcd_cluster-running"]
+        assert "would restart etcd through the guarded path" in running["comment"]
+        assert "flags changed: ETCD_HEARTBEAT_INTERVAL" in running["comment"]
         assert etcd_pid(lab, name) == pids[name]
 
 
 def test_initial_flags_never_count_as_a_change(lab, site):
+    pid = etcd_pid(lab, "etcd1")
     site["etcd"]["cluster"]["token"] = "another-token"
     lab.set_site(site)
     ret = lab.apply(["etcd1"])["etcd1"]
     assert "etcd-config-env-file-managed" in changed(ok(ret))
-    running = by_id(ret)["etcd-service-running-etcd_cluster-running"]
-    assert "restart pending" not in running["comment"]
+    assert by_id(ret)["etcd-service-running-etcd_cluster-running"]["comment"] == "etcd is running"
+    assert etcd_pid(lab, "etcd1") == pid
 
 
-def test_back_to_the_site_values_nothing_is_pending(lab):
+def test_back_to_the_site_values_nothing_restarts(lab):
+    pids = {n: etcd_pid(lab, n) for n in MEMBERS}
     ret = lab.apply(MEMBERS)
     for name in MEMBERS:
-        assert "restart pending" not in by_id(ok(ret[name]))["etcd-service-running-etcd_cluster-running"]["comment"]
+        assert by_id(ok(ret[name]))["etcd-service-running-etcd_cluster-running"]["comment"] == "etcd is running"
+        assert etcd_pid(lab, name) == pids[name]
 
 
 def test_checksum_mismatch_fails_clearly_and_keeps_the_binary(lab, site):

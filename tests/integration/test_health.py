@@ -8,7 +8,7 @@ import json
 import time
 
 import pytest
-from results import ETCDCTL, MEMBERS, changed, ok, wipe
+from results import ETCDCTL, MEMBERS, changed, ok, set_site, wipe
 
 CLUSTER = "healthlab"
 INTERVAL = 3
@@ -22,7 +22,8 @@ def cluster(lab):
     site["etcd"]["cluster"].update(name=CLUSTER, bootstrap=True)
     site["etcd"]["tuning"]["quota_backend_bytes"] = QUOTA
     site["etcd"]["health"] = {"interval": INTERVAL, "splay": 0}
-    lab.set_site(site)
+    site["etcd"]["tls"]["enabled"] = False  # plain etcdctl below; TLS has test_tls.py
+    set_site(lab, site)
     ret = lab.apply(MEMBERS)
     for name in MEMBERS:
         ok(ret[name])
