@@ -1,8 +1,8 @@
-"""States: settings validated, the member running (safe bootstrap), the cluster healthy.
+"""States: settings validated, the disk checked, the member running (safe bootstrap),
+the cluster healthy.
 
-No state here restarts a running etcd. A running member whose binary, unit or flags
-changed is reported as "restart pending" with the reason; restarts belong to one guarded
-path that takes one member at a time.
+A running member whose version, unit, flags or trusted CA changed is restarted only
+through ``etcd_rolling.restart``: the one guarded path, one member at a time cluster-wide.
 """
 
 import os

@@ -150,7 +150,10 @@ def merge(pillar_etcd, os_family=None):
     lookup = pillar_etcd.get("lookup")
     if isinstance(lookup, dict):
         _merge(settings, lookup)
-    _merge(settings, {k: v for k, v in pillar_etcd.items() if k != "lookup"})
+    over = {k: v for k, v in pillar_etcd.items() if k != "lookup"}
+    if isinstance(over.get("preflight"), str):  # `preflight: enforce` is short for its mode
+        over["preflight"] = {"mode": over["preflight"]}
+    _merge(settings, over)
     if not settings["cluster"].get("token") and settings["cluster"].get("name"):
         settings["cluster"]["token"] = f"{settings['cluster']['name']}-etcd"
     return settings
@@ -200,7 +203,10 @@ def validate(pillar_etcd, settings, minion_id, node_has_etcd=False):
     """
     f = Findings()
     schema = dict(DEFAULTS)
-    _unknown_keys(pillar_etcd if isinstance(pillar_etcd, dict) else {}, schema, "", f)
+    given = dict(pillar_etcd) if isinstance(pillar_etcd, dict) else {}
+    if isinstance(given.get("preflight"), str):
+        given["preflight"] = {"mode": given["preflight"]}
+    _unknown_keys(given, schema, "", f)
 
     cluster = settings.get("cluster") or {}
     if not cluster.get("name"):

@@ -117,6 +117,7 @@ def formula_bringup(session, api, base, run, cli=False):
     site = copy.deepcopy(base)
     site["etcd"]["cluster"]["name"] = f"bench{run}{'c' if cli else ''}"  # fresh site: nothing recorded
     site["etcd"]["tuning"].update(heartbeat_interval=100, election_timeout=1000)
+    site["etcd"]["tls"]["enabled"] = False  # the shell side is plain HTTP: compare like with like
     session.set_site(site)
     start = time.monotonic()
     ret = session.apply(MEMBERS) if cli else api.apply()

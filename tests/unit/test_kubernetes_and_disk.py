@@ -61,6 +61,13 @@ def test_kubernetes_and_preflight_mistakes_name_their_key():
     assert {"etcd:kubernetes:namespace", "etcd:preflight:mode"} <= keys
 
 
+def test_preflight_short_form_sets_the_mode():
+    s = settings(preflight="enforce")
+    assert s["preflight"] == {"mode": "enforce", "p99_ms": 10, "seconds": 10}
+    report = etcd_settings.validate({"cluster": {"name": "lab"}, "preflight": "enforce"}, s, "etcd1")
+    assert not [e for e in report["errors"] if e["key"].startswith("etcd:preflight")]
+
+
 def test_disk_check_is_bounded_and_leaves_nothing(tmp_path):
     target = tmp_path / "not" / "yet" / "etcd"
     m = etcd_disk.measure(str(target), seconds=0.5, total=2300 * 50)
