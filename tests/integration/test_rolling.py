@@ -230,3 +230,21 @@ def test_a_dead_lock_holder_lets_the_next_apply_finish_the_roll(cluster):
         assert "ETCD_SNAPSHOT_COUNT=70000" in cluster.exec(name, "cat", "/etc/etcd/etcd.env").stdout
         plan = cluster.salt(name, "etcd_rolling.plan")[name]
         assert plan["reasons"] == [], plan
+
+
+def test_orchestration_walks_the_members_in_order(cluster):
+    before = pids(cluster)
+    set_site(cluster, rolling_site(cluster, version="3.5.1", tuning={"snapshot_count": 80000}))
+    order = ["etcd3", "etcd1", "etcd2"]
+    out, err = cluster.salt_run(
+        "state.orch", "etcd.orch.rolling", f"pillar={json.dumps({'etcd_orch': {'members': order}})}",
+        "--out=json", timeout=600,
+    )  # fmt: skip
+    steps = json.loads(out)["data"][next(iter(json.loads(out)["data"]))]
+    ran = sorted(steps.values(), key=lambda r: r["__run_num__"])
+    assert [r["__id__"] for r in ran] == [f"etcd-orch-rolling-{m}-salt-state" for m in order]
+    assert all(r["result"] for r in ran), err
+    after = pids(cluster)
+    assert all(after[n] != before[n] for n in MEMBERS)
+    for name in MEMBERS:
+        assert cluster.salt(name, "etcd_rolling.plan")[name]["reasons"] == []
