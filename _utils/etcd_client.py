@@ -11,6 +11,7 @@ endpoint. Every call is bounded by a timeout. The gateway omits zero-valued fiel
 import base64
 import http.client
 import json
+import os
 import ssl
 import threading
 import urllib.parse
@@ -60,6 +61,24 @@ def _status(raw):
     }
 
 
+_CONTEXTS = {}
+
+
+def _tls_context(ca, cert, key):
+    """An SSL context per (files, their mtimes) in this process: loading the CA and the key
+    pair costs more than a request, and a renewed certificate has a new mtime."""
+    stamp = tuple(os.stat(p).st_mtime_ns if p else 0 for p in (ca, cert, key))
+    ident = (ca, cert, key, stamp)
+    ctx = _CONTEXTS.get(ident)
+    if ctx is None:
+        ctx = ssl.create_default_context(cafile=ca)
+        if cert and key:
+            ctx.load_cert_chain(cert, key)
+        _CONTEXTS.clear()  # one site per minion: keep only the current files' context
+        _CONTEXTS[ident] = ctx
+    return ctx
+
+
 class Client:
     """Talks to one or more endpoints; `endpoint=None` means "the first that answers".
 
@@ -72,9 +91,7 @@ class Client:
         self._tls = None
         if ca or cert:
             try:
-                self._tls = ssl.create_default_context(cafile=ca)
-                if cert and key:
-                    self._tls.load_cert_chain(cert, key)
+                self._tls = _tls_context(ca, cert, key)
             except (OSError, ssl.SSLError) as exc:
                 raise EtcdError(
                     f"TLS client material unusable ({ca}, {cert}): {exc}; apply the etcd formula (tls) first"

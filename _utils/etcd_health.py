@@ -112,24 +112,48 @@ def _reason(code, member, text, level="degraded"):
 def gather(client, settings, me):
     """Every fact the report needs, in one parallel wave; never raises.
 
-    Member status and health go to the client URLs pillar expects alongside the member
-    list; only members the list names at other URLs cost a second wave.
+    One thread per member endpoint, its requests in a row on one kept-alive connection:
+    with TLS a handshake per member, not per request. This member's requests go to its
+    local endpoint; only members the list names at unexpected URLs cost a second wave.
     """
     started = time.monotonic()
     local = etcd_settings.local_endpoint(settings, me) if me in settings["members"] else None
+    mine = etcd_settings.client_url(settings, me) if local else None
     facts = {"local": me if local else None, "errors": []}
-    expected = [etcd_settings.client_url(settings, n) for n in settings["members"]]
-    with concurrent.futures.ThreadPoolExecutor(max_workers=2 * len(expected) + 4) as pool:
-        jobs = {"listing": pool.submit(client.member_list, None), "alarms": pool.submit(client.alarms, None)}
-        if local:
-            jobs["metrics"] = pool.submit(client.metrics, local, max(METRICS) + "~")
-            jobs["version"] = pool.submit(client.version, local)
-        _probe_members(pool, client, expected, jobs)
-        listing = _result(jobs, "listing", facts)
-        if listing is not None:
-            urls = [m["client_urls"][0] for m in listing["members"] if m["client_urls"]]
-            _probe_members(pool, client, [u for u in urls if ("status", u) not in jobs], jobs)
-        results = {key: _result(jobs, key, facts) for key in jobs if key != "listing"}
+    chains = {}
+    if local:
+        chains[local] = [
+            ("listing", client.member_list, (local,)),
+            ("alarms", client.alarms, (local,)),
+            ("metrics", client.metrics, (local, max(METRICS) + "~")),
+            ("version", client.version, (local,)),
+            (("status", mine), client.status, (local,)),
+            (("health", mine), client.health, (local,)),
+        ]
+    for url in (etcd_settings.client_url(settings, n) for n in settings["members"]):
+        if url != mine:
+            chains[url] = [(("status", url), client.status, (url,)), (("health", url), client.health, (url,))]
+    results = _run_chains(client, chains)
+    listing = results.pop("listing", None)
+    if listing is None:
+        try:
+            listing = client.member_list(None)  # this member is down: ask the others
+        except etcd_client.EtcdError as exc:
+            facts["errors"].append(f"member list: {exc}")
+    if not local:
+        results["alarms"] = _one(facts, "alarms", client.alarms, None)
+    if listing is not None:
+        extra = [m["client_urls"][0] for m in listing["members"] if m["client_urls"]]
+        extra = [u for u in extra if ("status", u) not in results]
+        results.update(
+            _run_chains(
+                client, {u: [(("status", u), client.status, (u,)), (("health", u), client.health, (u,))] for u in extra}
+            )
+        )
+    for key, value in list(results.items()):
+        if isinstance(value, etcd_client.EtcdError):
+            facts["errors"].append(f"{key if isinstance(key, str) else ' '.join(key)}: {value}")
+            results[key] = None
     facts["listing"] = listing
     facts["members"] = {}
     for m in (listing or {}).get("members", []):
@@ -142,17 +166,32 @@ def gather(client, settings, me):
     return facts
 
 
-def _probe_members(pool, client, urls, jobs):
-    for url in urls:
-        jobs[("status", url)] = pool.submit(client.status, url)
-        jobs[("health", url)] = pool.submit(client.health, url)
+def _run_chains(client, chains):
+    """{key: result or EtcdError}: each endpoint's calls in a row, endpoints in parallel."""
+    if not chains:
+        return {}
+
+    def run(calls):
+        out = {}
+        for key, fn, args in calls:
+            try:
+                out[key] = fn(*args)
+            except etcd_client.EtcdError as exc:
+                out[key] = exc
+        return out
+
+    results = {}
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(chains)) as pool:
+        for part in pool.map(run, chains.values()):
+            results.update(part)
+    return results
 
 
-def _result(jobs, key, facts):
+def _one(facts, key, fn, *args):
     try:
-        return jobs[key].result()
+        return fn(*args)
     except etcd_client.EtcdError as exc:
-        facts["errors"].append(f"{key if isinstance(key, str) else ' '.join(key)}: {exc}")
+        facts["errors"].append(f"{key}: {exc}")
         return None
 
 
