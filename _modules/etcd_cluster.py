@@ -447,7 +447,7 @@ def _certificate_days(s):
     if not etcd_settings.tls_on(s) or s["tls"]["mode"] not in etcd_settings.TLS_MODES:
         return {}
     out = {}
-    for what in ("client_ca", "peer_ca", "server_cert", "peer_cert", "admin_cert"):
+    for what in etcd_tls.CERTS:
         cert = etcd_tls.load_cert(etcd_settings.tls_path(s, what))
         out[etcd_settings.tls_path(s, what)] = {"days_left": etcd_tls.facts(cert)["days_left"] if cert else -1}
     return out

@@ -18,12 +18,7 @@ import etcd_tls  # noqa: E402
 __virtualname__ = "etcd_tls"
 
 MINE_CA = "etcd_ca_certs"
-# What each member certificate is for: files, the CA that must have signed it, usages.
-KINDS = {
-    "server": {"cert": "server_cert", "key": "server_key", "ca": "client_ca", "eku": ("serverAuth", "clientAuth")},
-    "peer": {"cert": "peer_cert", "key": "peer_key", "ca": "peer_ca", "eku": ("serverAuth", "clientAuth")},
-    "admin": {"cert": "admin_cert", "key": "admin_key", "ca": "client_ca", "eku": ("clientAuth",)},
-}
+KINDS = etcd_tls.KINDS
 POLICY = {"server": "etcd_server", "peer": "etcd_peer", "admin": "etcd_admin", "client": "etcd_client"}
 CA_FILES = {"client_ca": "client-ca", "peer_ca": "peer-ca"}
 
@@ -47,7 +42,7 @@ def _ids(s, what):
 
 
 def _sans(s, kind):
-    if kind == "admin":
+    if not KINDS[kind]["sans"]:
         return None
     return etcd_settings.member_sans(s, __opts__["id"], __grains__.get("host"))
 
@@ -90,7 +85,7 @@ def status():
     """
     s = _settings()
     out = {}
-    for what in ("client_ca", "peer_ca", "server_cert", "peer_cert", "admin_cert"):
+    for what in etcd_tls.CERTS:
         path = etcd_settings.tls_path(s, what)
         cert = etcd_tls.load_cert(path)
         out[path] = etcd_tls.facts(cert) if cert else {"days_left": None, "missing": True}

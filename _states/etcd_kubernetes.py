@@ -68,7 +68,7 @@ def manifests(name, path=None):
         ret.update(result=None, comment=f"would write {path}: {', '.join(objects)}", changes={"objects": objects})
         return ret
     os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
-    etcd_tls._write_private(path, text.encode(), 0, 0, 0o600)
+    etcd_tls.write_private(path, text.encode(), 0, 0, 0o600)
     ret["changes"] = {"written": path, "objects": objects}
     if k["apply"]:
         kubectl = shutil.which(k["kubectl"])

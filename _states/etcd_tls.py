@@ -222,14 +222,10 @@ def files_installed(name):
         return ret
     problems = []
     me = __opts__["id"]
-    for kind, cert, key, ca, eku, sans in (
-        ("server", "server_cert", "server_key", "client_ca", ("serverAuth", "clientAuth"), True),
-        ("peer", "peer_cert", "peer_key", "peer_ca", ("serverAuth", "clientAuth"), True),
-        ("admin", "admin_cert", "admin_key", "client_ca", ("clientAuth",), False),
-    ):
-        want = etcd_settings.member_sans(s, me, __grains__.get("host")) if sans else None
-        found = etcd_tls.judge(src[cert], src[key], src[ca], want, eku, 0)
-        problems += [f"{kind} ({src[cert]}): {p}" for p in found]
+    for kind, k in etcd_tls.KINDS.items():
+        want = etcd_settings.member_sans(s, me, __grains__.get("host")) if k["sans"] else None
+        found = etcd_tls.judge(src[k["cert"]], src[k["key"]], src[k["ca"]], want, k["eku"], 0)
+        problems += [f"{kind} ({src[k['cert']]}): {p}" for p in found]
     if problems:
         ret.update(result=False, comment="refusing TLS files: " + "; ".join(problems))
         return ret
@@ -246,7 +242,7 @@ def files_installed(name):
         copied[what] = dst
         if not __opts__["test"]:
             uid, gid = __salt__["file.user_to_uid"](user), __salt__["file.group_to_gid"](user)
-            etcd_tls._write_private(dst, data, uid, gid, mode)
+            etcd_tls.write_private(dst, data, uid, gid, mode)
     if __opts__["test"] and copied:
         ret.update(result=None, comment=f"would install {', '.join(copied.values())}", changes={"installed": copied})
         return ret

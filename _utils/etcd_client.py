@@ -170,13 +170,6 @@ class Client:
                 errors.append(f"{ep}: not JSON")
         raise EtcdError("; ".join(errors) or "no endpoint")
 
-    def close(self):
-        with self._lock:
-            for conns in self._idle.values():
-                for conn in conns:
-                    conn.close()
-            self._idle.clear()
-
     def post(self, path, body=None, endpoint=None, timeout=None):
         return self._request("POST", path, body or {}, endpoint, timeout)
 

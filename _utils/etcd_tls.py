@@ -17,10 +17,31 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+# A member's certificates: their files (etcd_settings.TLS_FILES), the CA that must have
+# signed each, its extended key usages, and whether it names the member (SANs).
+KINDS = {
+    "server": {
+        "cert": "server_cert",
+        "key": "server_key",
+        "ca": "client_ca",
+        "eku": ("serverAuth", "clientAuth"),
+        "sans": True,
+    },
+    "peer": {
+        "cert": "peer_cert",
+        "key": "peer_key",
+        "ca": "peer_ca",
+        "eku": ("serverAuth", "clientAuth"),
+        "sans": True,
+    },
+    "admin": {"cert": "admin_cert", "key": "admin_key", "ca": "client_ca", "eku": ("clientAuth",), "sans": False},
+}
+# Every certificate a member holds, CAs included (what status and the health report show).
+CERTS = ("client_ca", "peer_ca", "server_cert", "peer_cert", "admin_cert")
 EKU = {"serverAuth": ExtendedKeyUsageOID.SERVER_AUTH, "clientAuth": ExtendedKeyUsageOID.CLIENT_AUTH}
 
 
-def _write_private(path, data, uid=-1, gid=-1, mode=0o600):
+def write_private(path, data, uid=-1, gid=-1, mode=0o600):
     """Write `data` to `path` atomically; the temp file is 0600 before any byte lands."""
     directory = os.path.dirname(path)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")
@@ -40,7 +61,7 @@ def _write_private(path, data, uid=-1, gid=-1, mode=0o600):
 
 
 def write_public(path, text, uid=-1, gid=-1, mode=0o644):
-    _write_private(path, text.encode() if isinstance(text, str) else text, uid, gid, mode)
+    write_private(path, text.encode() if isinstance(text, str) else text, uid, gid, mode)
 
 
 def new_key(key_type="ec"):
@@ -53,7 +74,7 @@ def make_key(path, key_type="ec", uid=-1, gid=-1):
     """Create a private key file (PKCS#8 PEM, 0600). Returns nothing about the key."""
     key = new_key(key_type)
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    _write_private(path, pem, uid, gid, 0o600)
+    write_private(path, pem, uid, gid, 0o600)
 
 
 def load_key(path):

@@ -30,3 +30,12 @@ def set_site(lab, site):
     """Write the lab site and refresh every minion's in-memory pillar (execution calls read it)."""
     lab.set_site(site)
     lab.salt("*", "saltutil.refresh_pillar", "wait=True")
+
+
+def form_cluster(lab, site, members=MEMBERS):
+    """A fresh cluster from `site` on `members`: data wiped, pillar refreshed, one apply on all."""
+    wipe(lab, members)
+    set_site(lab, site)
+    ret = lab.apply(members)
+    for name in members:
+        ok(ret[name])

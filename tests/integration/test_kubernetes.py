@@ -10,7 +10,7 @@ import json
 
 import pytest
 import yaml
-from results import MEMBERS, by_id, changed, ok, set_site, wipe
+from results import MEMBERS, by_id, changed, form_cluster, ok, set_site, wipe
 
 from labkit.preflight import REPO
 
@@ -32,12 +32,10 @@ def k8s_site(lab, **kubernetes):
 @pytest.fixture(scope="module")
 def k8s(lab):
     lab.salt(CA, "saltutil.sync_all")
-    wipe(lab, MEMBERS)
-    set_site(lab, k8s_site(lab))
-    ok(lab.apply(CA, sls="etcd.ca")[CA])
-    ret = lab.apply(MEMBERS)
-    for name in MEMBERS:
-        ok(ret[name])
+    site = k8s_site(lab)
+    set_site(lab, site)
+    ok(lab.apply(CA, sls="etcd.ca")[CA])  # the CA first: members read its certificates
+    form_cluster(lab, site)
     yield lab
     wipe(lab, MEMBERS)
 

@@ -11,7 +11,7 @@ import threading
 import time
 
 import pytest
-from results import MEMBERS, by_id, ok, set_site, wipe
+from results import MEMBERS, by_id, form_cluster, ok, set_site, wipe
 
 from labkit.preflight import REPO
 
@@ -114,11 +114,7 @@ def assert_no_loss(lab, traffic):
 
 @pytest.fixture(scope="module")
 def cluster(lab):
-    wipe(lab, MEMBERS)
-    set_site(lab, rolling_site(lab, version="3.4.23"))
-    ret = lab.apply(MEMBERS)
-    for name in MEMBERS:
-        ok(ret[name])
+    form_cluster(lab, rolling_site(lab, version="3.4.23"))
     yield lab
     wipe(lab, MEMBERS)
 
