@@ -8,6 +8,7 @@ import concurrent.futures
 import json
 import os
 import sys
+import time
 
 # Synced _utils modules are imported by name: drop cached copies so that a
 # `saltutil.sync_all` takes effect in a long-running minion.
@@ -436,7 +437,17 @@ def health(event=False):
     s = applied_settings() or settings()
     me = __opts__["id"]
     client = etcd_client.Client(etcd_settings.endpoints(s, me), s["health"]["timeout"], *etcd_settings.client_tls(s))
-    report = etcd_health.assess(etcd_health.gather(client, s, me), s, _certificate_days(s))
+    certs = _certificate_days(s)
+    report = etcd_health.assess(etcd_health.gather(client, s, me), s, certs)
+    if etcd_health.electing(report):
+        # Do not page for an election: look again, once a second, for up to two election
+        # timeouts (etcd randomises each follower's timeout within that), then judge.
+        first, started = report["verdict"], time.monotonic()
+        deadline = started + 2 * s["tuning"]["election_timeout"] / 1000 + 1
+        while etcd_health.electing(report) and time.monotonic() < deadline:
+            time.sleep(1)
+            report = etcd_health.assess(etcd_health.gather(client, s, me), s, certs)
+        report["rechecked"] = {"first_verdict": first, "after_s": round(time.monotonic() - started, 1)}
     report["minion"] = me
     if event:
         _publish(s, report)

@@ -323,6 +323,19 @@ def assess(facts, settings, certificates=None):
     return _verdict(report, reasons, rows)
 
 
+def electing(report):
+    """Whether a critical report may be a leader election in progress: too few members
+    serve (or no agreed leader), yet a quorum of the voting members answer and agree on
+    one cluster. A crashed leader leaves its followers without one for up to two election
+    timeouts; the check looks again before it calls that critical."""
+    codes = {r["code"] for r in report.get("reasons", [])}
+    if not codes & {"no_leader", "no_quorum"} or codes & {"cluster_id_split", "unreachable"}:
+        return False
+    q = report.get("quorum") or {}
+    answering = sum(1 for m in report.get("members", []) if m["answers"] and not m["learner"])
+    return answering >= q.get("needed", 1)
+
+
 def _verdict(report, reasons, members):
     levels = {r["level"] for r in reasons}
     report["verdict"] = "critical" if "critical" in levels else "degraded" if levels else "ok"

@@ -117,6 +117,26 @@ def test_two_members_down_lose_quorum_and_are_critical():
     assert {"no_quorum", "no_leader"} <= {c for c, _ in codes(report)}
 
 
+def test_election_after_a_leader_crash_is_rechecked_but_lost_quorum_is_not():
+    # The leader etcd1 crashed; etcd2 and etcd3 answer, with no leader yet: an election.
+    facts = healthy_facts()
+    facts["members"][IDS["etcd1"]] = {"status": None, "health": None}
+    for n in ("etcd2", "etcd3"):
+        facts["members"][IDS[n]] = {"status": status(n, leader=None), "health": False}
+    report = verdict(facts)
+    assert report["verdict"] == "critical" and etcd_health.electing(report)
+    # Before they notice: both still name etcd1, which does not answer, and neither serves.
+    for n in ("etcd2", "etcd3"):
+        facts["members"][IDS[n]] = {"status": status(n), "health": False}
+    report = verdict(facts)
+    assert report["verdict"] == "critical" and etcd_health.electing(report)
+    # Two of three gone: one answering member is no quorum, no election can end it.
+    facts["members"][IDS["etcd2"]] = {"status": None, "health": None}
+    assert not etcd_health.electing(verdict(facts))
+    # A leader and one member down is plain degraded, nothing to look at twice.
+    assert not etcd_health.electing(verdict(healthy_facts()))
+
+
 def test_nospace_is_critical_but_members_still_serve_reads():
     facts = healthy_facts()
     facts["alarms"] = [{"member_id": IDS["etcd2"], "alarm": "NOSPACE"}]
