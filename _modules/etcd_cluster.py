@@ -13,7 +13,8 @@ import time
 # Synced _utils modules are imported by name: drop cached copies so that a
 # `saltutil.sync_all` takes effect in a long-running minion.
 for _name in (
-    "etcd_settings", "etcd_releases", "etcd_client", "etcd_node", "etcd_health", "etcd_tls", "etcd_disk", "etcd_k8s"
+    "etcd_settings", "etcd_releases", "etcd_client", "etcd_node", "etcd_health", "etcd_tls", "etcd_disk", "etcd_k8s",
+    "etcd_lock",
 ):  # fmt: skip
     sys.modules.pop(_name, None)
 
@@ -21,6 +22,7 @@ import etcd_client  # noqa: E402
 import etcd_disk  # noqa: E402
 import etcd_health  # noqa: E402
 import etcd_k8s  # noqa: E402
+import etcd_lock  # noqa: E402
 import etcd_node  # noqa: E402
 import etcd_settings  # noqa: E402
 import etcd_tls  # noqa: E402
@@ -273,10 +275,12 @@ def bootstrap_plan():
         listed = [m for m in live["members"] if m["name"] == me or mine in m["peer_urls"]]
         if not listed:
             return {
-                "action": "refuse",
-                "reason": f"cluster {', '.join(live['cluster_ids'])} is running without {me}; "
-                "a new member joins through a membership change (see README: Scale out)",
+                "action": "add",
+                "reason": f"cluster {', '.join(live['cluster_ids'])} is running without {me}: it is added as a "
+                "learner, started, and promoted once caught up",
             }
+        if listed[0]["is_learner"]:
+            return {"action": "add", "reason": f"{me} was added as a learner and never started: completing the join"}
         if listed[0]["started"]:
             return {
                 "action": "refuse",
@@ -542,3 +546,61 @@ def kubernetes_manifests(with_secret=False):
         k = settings()["kubernetes"]
         docs.append({"kind": "Secret", "name": k["secret"], "keys": sorted(etcd_k8s.SECRET_KEYS.values())})
     return docs
+
+
+def lock(purpose="maintenance", ttl=3600, wait=0):
+    """
+    Take the cluster lock (held in etcd on a lease, so it expires ``ttl`` seconds after
+    it was taken if nobody releases it), for work that must not overlap a guarded
+    restart or a membership change: defragmentation, OS maintenance. Those wait for it
+    (``etcd:service:lock_wait``). Waits ``wait`` seconds for a holder to let go.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt etcd1 etcd_cluster.lock purpose='kernel update etcd1' ttl=1800
+    """
+    s = settings()
+    held = etcd_lock.Lock(_client(s), s["cluster"]["name"], __opts__["id"], int(ttl), float(wait), purpose=purpose)
+    try:
+        held.acquire()
+    except etcd_lock.LockTimeout as exc:
+        return {"locked": False, "comment": str(exc)}
+    return {"locked": True, "holder": __opts__["id"], "purpose": purpose, "lease": f"{held.lease:x}", "ttl": int(ttl)}
+
+
+def lock_holder():
+    """
+    Who holds the cluster lock, for what, since when, and for how much longer (None when free).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt etcd1 etcd_cluster.lock_holder
+    """
+    s = settings()
+    return etcd_lock.holder(_client(s), s["cluster"]["name"])
+
+
+def unlock(force=False):
+    """
+    Release the cluster lock this minion holds; ``force=True`` releases anyone's (a
+    holder that is gone for good; its lease would expire anyway).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt etcd1 etcd_cluster.unlock
+    """
+    s = settings()
+    client = _client(s)
+    held = etcd_lock.holder(client, s["cluster"]["name"])
+    if held is None:
+        return {"unlocked": False, "comment": "the cluster lock is free"}
+    if held.get("holder") != __opts__["id"] and not force:
+        return {"unlocked": False, "comment": f"held by {held.get('holder')} ({held.get('purpose')}): force=True"}
+    client.post("/v3/lease/revoke", {"ID": held["lease"]})
+    return {"unlocked": True, "comment": f"released the lock {held.get('holder')} held ({held.get('purpose')})"}

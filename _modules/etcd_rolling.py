@@ -13,10 +13,11 @@ import os
 import sys
 import time
 
-for _name in ("etcd_settings", "etcd_releases", "etcd_client", "etcd_node", "etcd_lock", "etcd_upgrade"):
+for _name in ("etcd_settings", "etcd_releases", "etcd_client", "etcd_node", "etcd_lock", "etcd_upgrade", "etcd_leader"):
     sys.modules.pop(_name, None)
 
 import etcd_client  # noqa: E402
+import etcd_leader  # noqa: E402
 import etcd_lock  # noqa: E402
 import etcd_node  # noqa: E402
 import etcd_settings  # noqa: E402
@@ -90,70 +91,6 @@ def _healthy_within(timeout):
         time.sleep(0.5)
 
 
-def _status(client, url):
-    try:
-        return client.status(url)
-    except etcd_client.EtcdError:
-        return None
-
-
-def _leader_url(client, listing):
-    for m in listing["members"]:
-        for url in m["client_urls"][:1]:
-            st = _status(client, url)
-            if st and st["leader"]:
-                leader = next((x for x in listing["members"] if x["id"] == st["leader"]), None)
-                return st["leader"], (leader["client_urls"] or [None])[0] if leader else None
-    return None, None
-
-
-def _hand_over(s, client, me_id, local):
-    """As leader: move leadership to the most caught-up other voting member."""
-    listing = client.member_list(local)
-    best, best_index, skipped = None, -1, []
-    for m in listing["members"]:
-        if m["id"] == me_id or m["is_learner"] or not m["client_urls"]:
-            continue
-        try:
-            st = client.status(m["client_urls"][0])
-        except etcd_client.EtcdError as exc:
-            skipped.append(f"{m['name']}: {exc}")
-            continue
-        if st["raft_applied_index"] > best_index:
-            best, best_index = m, st["raft_applied_index"]
-    if best is None:
-        return "no caught-up voting member to hand leadership to (" + "; ".join(skipped) + ")"
-    try:
-        client.post("/v3/maintenance/transfer-leadership", {"targetID": str(best["id"])}, endpoint=local)
-    except etcd_client.EtcdError as exc:
-        return f"handing leadership to {best['name']} failed: {exc}"
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        st = _status(client, local)
-        if st and st["leader"] and st["leader"] != me_id:
-            return None
-        time.sleep(0.1)
-    return "leadership did not move within 10 s"
-
-
-def _caught_up(s, client, local, timeout):
-    """Wait until this member serves and has applied what the leader had committed."""
-    deadline = time.monotonic() + timeout
-    target = None
-    while time.monotonic() < deadline:
-        if client.health(local):
-            if target is None:
-                listing = client.member_list(local)
-                _, leader_url = _leader_url(client, listing)
-                lst = _status(client, leader_url) if leader_url else None
-                target = lst["raft_index"] if lst else None
-            st = _status(client, local)
-            if st and target is not None and st["raft_applied_index"] >= target:
-                return True
-        time.sleep(0.1)
-    return False
-
-
 def restart(reasons=None):
     """
     Restart this member through the guarded path (see the module's docstring). Refuses,
@@ -209,7 +146,7 @@ def restart(reasons=None):
                         "restarted": False,
                         "comment": "no restart: the cluster is not fully healthy: " + "; ".join(report["problems"]),
                     }
-                me_st = _status(client, local)
+                me_st = etcd_leader.status(client, local)
                 am_leader = bool(me_st and me_st["leader"] == me_st["member_id"])
                 others_pending = [k for k in etcd_lock.pending(client, cluster) if k != me]
                 if am_leader and others_pending and time.monotonic() < deadline:
@@ -217,7 +154,7 @@ def restart(reasons=None):
                     time.sleep(1.0)
                     continue
                 if am_leader:
-                    problem = _hand_over(s, client, me_st["member_id"], local)
+                    problem = etcd_leader.hand_over(client, client.member_list(local), me_st["member_id"], local)
                     if problem:
                         return {"restarted": False, "comment": f"no restart: {problem}"}
                 return _restart_now(s, client, lock, reasons, local, version_change)
@@ -241,7 +178,7 @@ def _restart_now(s, client, lock, reasons, local, version_change):
     etcd_node.write_json(_fingerprint_path(s), wanted)
     __salt__["service.restart"](svc["name"], no_block=True)
     time.sleep(0.5)  # let systemd stop the old process before asking whether it serves
-    if not _caught_up(s, client, local, svc["restart_timeout"]):
+    if not etcd_leader.caught_up(client, local, svc["restart_timeout"]):
         others = _client(s, _others(s, me))
         record = {"member": me, "reasons": reasons, "time": time.time()}
         try:

@@ -18,8 +18,6 @@ import etcd_settings  # noqa: E402
 
 __virtualname__ = "etcd_cluster"
 
-BOOTSTRAP_ENV = "/run/etcd-formula/bootstrap.env"
-
 
 def __virtual__():
     return __virtualname__
@@ -102,6 +100,8 @@ def running(name, timeout=None):
             etcd_node.write_json(fp_path, dict(wanted, version=running_version or wanted["version"]))
         if not reasons:
             ret["comment"] = f"{service} is running"
+            if _is_learner(s, me):
+                return _join(ret, s, service)
             if not __opts__["test"]:
                 _after_start(s)
             return ret
@@ -127,6 +127,8 @@ def running(name, timeout=None):
         ret["result"] = False
         ret["comment"] = f"refusing to start {service}: {plan['reason']}"
         return ret
+    if plan["action"] == "add":
+        return _join(ret, s, service)
     state = "new" if plan["action"] == "new" else "existing"
     if __opts__["test"]:
         ret["result"] = None
@@ -134,11 +136,8 @@ def running(name, timeout=None):
         ret["changes"] = {service: {"old": "stopped", "new": "running"}}
         return ret
 
-    if state == "new":
-        os.makedirs(os.path.dirname(BOOTSTRAP_ENV), mode=0o755, exist_ok=True)
-        with open(BOOTSTRAP_ENV, "w") as fh:
-            fh.write("# etcd-formula: one-time bootstrap of a new cluster; removed once it formed.\n")
-            fh.write("ETCD_INITIAL_CLUSTER_STATE=new\n")
+    if plan["action"] != "start":
+        etcd_node.write_bootstrap(state)  # without member data, the unit starts only with it
     etcd_node.write_json(fp_path, wanted)
     __salt__["service.start"](service, no_block=True)
     if not _wait_serving(s, me, timeout):
@@ -155,10 +154,43 @@ def running(name, timeout=None):
     return ret
 
 
+def _is_learner(s, me):
+    local = etcd_settings.local_endpoint(s, me)
+    c = etcd_client.Client([local], s["service"]["probe_timeout"], *etcd_settings.client_tls(s))
+    try:
+        return c.status(local)["is_learner"]
+    except etcd_client.EtcdError:
+        return False
+
+
+def _join(ret, s, service):
+    """A pillar member the cluster does not list (or lists as a learner): the guarded join."""
+    if __opts__["test"]:
+        p = __salt__["etcd_membership.plan"]()
+        ret.update(
+            result=None if not p.get("refused") else False,
+            comment=f"would {p['action']} {p['member']}: {p['reason']}; voting members {p.get('voters_before')} "
+            f"(quorum {p.get('quorum_before')}) -> {p.get('then', p).get('voters_after')} "
+            f"(quorum {p.get('then', p).get('quorum_after')}) once promoted",
+            changes={"membership": {k: p.get(k) for k in ("action", "member", "voting_members")}},
+        )
+        return ret
+    got = __salt__["etcd_membership.join"]()
+    if not got["joined"]:
+        ret.update(result=False, comment=f"{service}: {got['comment']}")
+        if got.get("added"):
+            ret["changes"] = {"membership": {"added_as_learner": __opts__["id"]}}
+        return ret
+    _after_start(s)
+    ret["changes"] = {"membership": {k: got.get(k) for k in ("added", "member_id", "seconds", "lock_held")}}
+    ret["comment"] = f"{service}: {got['comment']}"
+    return ret
+
+
 def _after_start(s):
     """Once the member serves: record the cluster ID, drop the one-time bootstrap file.
     Runs on every apply, so it asks the cluster only while something is left to do."""
-    if __salt__["etcd_cluster.recorded_cluster_id"]() and not os.path.exists(BOOTSTRAP_ENV):
+    if __salt__["etcd_cluster.recorded_cluster_id"]() and not os.path.exists(etcd_node.BOOTSTRAP_ENV):
         return
     try:
         cluster_id = __salt__["etcd_cluster.members"]()["cluster_id"]
@@ -166,8 +198,7 @@ def _after_start(s):
         return
     if __salt__["etcd_cluster.recorded_cluster_id"]() != cluster_id:
         __salt__["etcd_cluster.record_cluster_id"](cluster_id)
-    if os.path.exists(BOOTSTRAP_ENV):
-        os.unlink(BOOTSTRAP_ENV)
+    etcd_node.drop_bootstrap()
 
 
 def healthy(name, timeout=None):

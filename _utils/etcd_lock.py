@@ -1,5 +1,6 @@
 """One cluster-wide lock held in etcd itself, for everything that must happen one member
-at a time (guarded restarts; later membership changes, defragmentation, OS maintenance).
+at a time: guarded restarts (etcd_rolling), membership changes (etcd_membership), and
+operators' maintenance (etcd_cluster.lock / unlock: defragmentation, OS updates).
 
 The lock is a key bound to a lease: if its holder dies, the lease expires and the key
 goes with it. Taking it is one transaction (create the key only if it does not exist).
@@ -133,3 +134,21 @@ def pending(client, cluster):
         "/v3/kv/range", {"key": etcd_client.b64(start), "range_end": etcd_client.b64(end), "keys_only": True}
     )
     return sorted(etcd_client.unb64(kv["key"])[len(start) :] for kv in raw.get("kvs", []))
+
+
+def holder(client, cluster):
+    """The lock's holder record plus its lease and seconds left, or None when free."""
+    kvs = client.post("/v3/kv/range", {"key": etcd_client.b64(lock_key(cluster))}).get("kvs", [])
+    if not kvs:
+        return None
+    try:
+        info = json.loads(etcd_client.unb64(kvs[0].get("value")))
+    except ValueError:
+        info = {"holder": None}
+    info["lease"] = int(kvs[0].get("lease", 0))
+    if info["lease"]:
+        try:
+            info["ttl_left"] = int(client.post("/v3/lease/timetolive", {"ID": info["lease"]}).get("TTL", -1))
+        except etcd_client.EtcdError:
+            info["ttl_left"] = None
+    return info

@@ -101,3 +101,24 @@ def write_json(path, data, mode=0o644):
         json.dump(data, fh, indent=2, sort_keys=True)
     os.chmod(tmp, mode)
     os.replace(tmp, path)
+
+
+# Read by the unit after etcd.env (salt/etcd/files/etcd.service.jinja): the one-time first
+# start of a member. In /run, so a reboot never brings it back.
+BOOTSTRAP_ENV = "/run/etcd-formula/bootstrap.env"
+
+
+def write_bootstrap(cluster_state, initial_cluster=None):
+    """Allow one first start without member data: a new cluster (`new`), or joining one
+    (`existing`, with the live member list when it differs from pillar's)."""
+    os.makedirs(os.path.dirname(BOOTSTRAP_ENV), mode=0o755, exist_ok=True)
+    with open(BOOTSTRAP_ENV, "w", encoding="utf-8") as fh:
+        fh.write("# etcd-formula: one-time first start of this member; removed once it serves.\n")
+        fh.write(f"ETCD_INITIAL_CLUSTER_STATE={cluster_state}\n")
+        if initial_cluster:
+            fh.write(f"ETCD_INITIAL_CLUSTER={initial_cluster}\n")
+
+
+def drop_bootstrap():
+    if os.path.exists(BOOTSTRAP_ENV):
+        os.unlink(BOOTSTRAP_ENV)

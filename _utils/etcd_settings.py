@@ -86,6 +86,11 @@ DEFAULTS = {
         "kubectl": "kubectl",
         "kubeconfig": None,
     },
+    # Membership changes (learner add and promote, removal of a leaving member).
+    "membership": {
+        "min_members": 3,  # a removal that would leave fewer voting members is refused
+        "join_timeout": 120,  # a new member: start, catch up as a learner, promotion
+    },
     # Disk latency check before the first install (etcd's hardware guide: fdatasync p99).
     "preflight": {"mode": "warn", "p99_ms": 10, "seconds": 10},
     # Scheduled health checks (etcd_cluster.health through the minion's scheduler).
@@ -274,6 +279,7 @@ def validate(pillar_etcd, settings, minion_id, node_has_etcd=False):
     _validate_release(settings, f)
     _validate_tuning(settings, f)
     _validate_health(settings, f)
+    _validate_membership(settings, f)
     _validate_tls(settings, f)
     _validate_k8s_and_preflight(settings, f)
     for flag in settings.get("extra_flags") or {}:
@@ -404,6 +410,12 @@ def _validate_k8s_and_preflight(settings, f):
     for key in ("manifest", "bundle_dir"):
         if not str(k.get(key) or "").startswith("/"):
             f.error(f"kubernetes:{key}", f"{k.get(key)!r} is not an absolute path", f"set `etcd:kubernetes:{key}`")
+
+
+def _validate_membership(settings, f):
+    m = settings.get("membership") or {}
+    _int(f, "membership:min_members", m.get("min_members"), 1, 99, "voting members a removal must leave, e.g. 3")
+    _int(f, "membership:join_timeout", m.get("join_timeout"), 5, 3600, "seconds for a new member to join, e.g. 120")
 
 
 def _validate_health(settings, f):

@@ -14,7 +14,7 @@ from labkit.preflight import REPO, check_host
 from labkit.session import LabSession
 from labkit.state import RunState
 
-LAB_NODES = int(os.environ.get("LAB_NODES", "4"))
+LAB_NODES = int(os.environ.get("LAB_NODES", "5"))
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,353 @@
+"""Membership changes of an etcd cluster managed by etcd-formula.
+
+Every change (add a learner, promote it, remove a member) is made under the cluster lock
+(``_utils/etcd_lock.py``, the same lock the guarded restarts take), through voting
+members only (a learner refuses member and lock calls), after the quorum rules of
+``_utils/etcd_membership.py`` allowed it. ``plan`` says what an apply would do here.
+"""
+
+import concurrent.futures
+import os
+import shutil
+import sys
+import time
+
+for _name in ("etcd_settings", "etcd_client", "etcd_node", "etcd_lock", "etcd_leader", "etcd_membership"):
+    sys.modules.pop(_name, None)
+
+import etcd_client  # noqa: E402
+import etcd_leader  # noqa: E402
+import etcd_lock  # noqa: E402
+import etcd_membership  # noqa: E402
+import etcd_node  # noqa: E402
+import etcd_settings  # noqa: E402
+
+__virtualname__ = "etcd_membership"
+
+
+def __virtual__():
+    return __virtualname__
+
+
+class MembershipError(Exception):
+    """A change refused or failed; the message says why and what to do."""
+
+
+def _settings():
+    return __salt__["etcd_cluster.settings"]()
+
+
+def _client(s, endpoints):
+    return etcd_client.Client(endpoints, s["service"]["probe_timeout"], *etcd_settings.client_tls(s))
+
+
+def _me_peer_url(s, me):
+    if me in s["members"]:
+        return etcd_settings.peer_url(s, me)
+    started = etcd_node.read_json(os.path.join(s["paths"]["state"], "started.json")) or {}
+    return started.get("flags", {}).get("ETCD_INITIAL_ADVERTISE_PEER_URLS")
+
+
+def _live(s, me):
+    """(client over the started voting members, the member list, the IDs that serve)."""
+    pillar_urls = [etcd_settings.client_url(s, n) for n in s["members"] if n != me]
+    if me in s["members"]:
+        pillar_urls.insert(0, etcd_settings.local_endpoint(s, me))
+    listing = _client(s, pillar_urls).member_list(None)
+    urls = [m["client_urls"][0] for m in etcd_membership.voting(listing) if m["client_urls"]]
+    client = _client(s, urls)
+
+    def serves(m):
+        return m["id"] if m["client_urls"] and client.health(m["client_urls"][0]) else None
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(listing["members"]))) as pool:
+        healthy = {i for i in pool.map(serves, etcd_membership.voting(listing)) if i}
+    return client, listing, healthy
+
+
+def _lock(s, client, purpose):
+    svc = s["service"]
+    ttl = etcd_lock.min_ttl(s["tuning"]["election_timeout"], svc["lock_ttl"])
+    lock = etcd_lock.Lock(client, s["cluster"]["name"], __opts__["id"], ttl, svc["lock_wait"], purpose=purpose)
+    try:
+        lock.acquire()
+    except etcd_lock.LockTimeout as exc:
+        raise MembershipError(f"no membership change: {exc}") from exc
+    lock.keepalive(client.endpoints)
+    return lock
+
+
+def plan():
+    """
+    What ``state.apply etcd`` would change in the membership for this minion: ``add``
+    (a pillar member the cluster does not list: added as a learner, started, promoted),
+    ``join`` (listed, never started), ``promote`` (a started learner), ``remove`` (a
+    minion no longer in pillar that is still a member), ``retire`` (no longer a member,
+    etcd or its data still here) or ``none``; with the voting members and quorum before
+    and after.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt etcd4 etcd_membership.plan
+    """
+    s = _settings()
+    me = __opts__["id"]
+    try:
+        _, listing, healthy = _live(s, me)
+    except etcd_client.EtcdError as exc:
+        return {"action": "unknown", "member": me, "reason": f"no member answers: {exc}"}
+    voters = len(etcd_membership.voting(listing))
+    mine = etcd_membership.find(listing, me, _me_peer_url(s, me))
+    out = {"member": me, "voting_members": sorted(m["name"] or "?" for m in etcd_membership.voting(listing))}
+    if me in s["members"]:
+        if mine is None:
+            refusal = etcd_membership.add_refusal(listing, healthy, me)
+            out.update(action="add", reason=refusal or f"{me} is in pillar and not a member")
+            out.update(etcd_membership.summary(voters, voters), refused=bool(refusal))
+            out["then"] = etcd_membership.summary(voters, voters + 1)  # once promoted
+        elif mine["is_learner"]:
+            out.update(action="join" if not mine["name"] else "promote", reason=f"{me} is a learner")
+            out.update(etcd_membership.summary(voters, voters + 1), refused=False)
+        elif not mine["name"]:
+            out.update(action="join", reason=f"{me} is listed and has never started", refused=False)
+            out.update(etcd_membership.summary(voters, voters))
+        else:
+            out.update(action="none", reason=f"{me} is a voting member", refused=False)
+            out.update(etcd_membership.summary(voters, voters))
+        return out
+    if mine is not None:
+        refusal = etcd_membership.removal_refusal(
+            listing, healthy, mine["id"], s["membership"]["min_members"], replacing=False
+        )
+        after = voters - (0 if mine["is_learner"] else 1)
+        out.update(action="remove", reason=refusal or f"{me} is no longer in pillar", refused=bool(refusal))
+        out.update(etcd_membership.summary(voters, after))
+        return out
+    here = etcd_node.has_data(s["paths"]["data"]) or __salt__["service.status"](s["service"]["name"])
+    out.update(action="retire" if here else "none", refused=False, reason=f"{me} is not a member of the cluster")
+    out.update(etcd_membership.summary(voters, voters))
+    return out
+
+
+def _promote(s, client, member_id, deadline):
+    """Promote a learner; etcd refuses until it is in sync with the leader, so retry."""
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            client.post("/v3/cluster/member/promote", {"ID": str(member_id)})
+            return None
+        except etcd_client.EtcdError as exc:
+            last = exc
+            # etcd says "can only promote a learner member" once it is one no more (a
+            # promotion whose answer was lost), "... which is in sync with leader" before.
+            if "can only promote a learner member" in str(exc) and "in sync" not in str(exc):
+                return None
+        time.sleep(0.5)
+    return f"not promoted within {s['membership']['join_timeout']} s: {last}"
+
+
+def join():
+    """
+    Bring this pillar member into the running cluster: under the cluster lock, add it as
+    a learner through a voting member (unless a half-done add already listed it), start
+    etcd with ``initial-cluster-state existing`` and the live member list, wait until it
+    caught up, promote it (retried, bounded by ``etcd:membership:join_timeout``), wait
+    until it serves. Re-running never adds twice. Returns {joined, comment, ...}.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt etcd4 etcd_membership.join
+    """
+    s = _settings()
+    me = __opts__["id"]
+    peer = etcd_settings.peer_url(s, me)
+    started = time.monotonic()
+    deadline = started + s["membership"]["join_timeout"]
+    lock = None
+    try:
+        client, _, _ = _live(s, me)
+        lock = _lock(s, client, "member-add")
+        locked_at = time.time()
+        got = _join_locked(s, me, peer, started, deadline)
+        got["lock_held"] = [round(locked_at, 3), round(time.time(), 3)]  # one change at a time, cluster-wide
+        return got
+    except etcd_client.EtcdError as exc:
+        return {"joined": False, "comment": f"{me} did not join: {exc}"}
+    except MembershipError as exc:
+        return {"joined": False, "comment": str(exc)}
+    finally:
+        if lock:
+            lock.release()
+
+
+def _join_locked(s, me, peer, started, deadline):
+    client, listing, healthy = _live(s, me)  # again, under the lock
+    mine = etcd_membership.find(listing, me, peer)
+    added = False
+    if mine is None and etcd_node.has_data(s["paths"]["data"]):
+        return {
+            "joined": False,
+            "comment": f"{s['paths']['data']} holds the data of a member the cluster no longer lists: set it aside "
+            f"first (salt {me} etcd_membership.set_aside), a removed member's data is never reused",
+        }
+    if mine is None:
+        refusal = etcd_membership.add_refusal(listing, healthy, me)
+        if refusal:
+            return {"joined": False, "comment": f"{me} not added: {refusal}"}
+        client.post("/v3/cluster/member/add", {"peerURLs": [peer], "isLearner": True})
+        listing = client.member_list(None)
+        mine = etcd_membership.find(listing, me, peer)
+        added = True
+    etcd_node.write_bootstrap("existing", etcd_membership.initial_cluster(listing, me, peer))
+    etcd_node.write_json(os.path.join(s["paths"]["state"], "started.json"), etcd_node.wanted(s))
+    __salt__["service.start"](s["service"]["name"], no_block=True)
+    local = etcd_settings.local_endpoint(s, me)
+    timeout = s["membership"]["join_timeout"]
+    if mine["is_learner"]:
+        if not etcd_leader.caught_up(client, local, max(1.0, deadline - time.monotonic()), learner=True):
+            return {
+                "joined": False,
+                "added": added,
+                "comment": f"{me} is a learner but did not start and catch up within {timeout} s "
+                f"(journalctl -u {s['service']['name']}); the next apply completes the join",
+            }
+        problem = _promote(s, client, mine["id"], deadline)
+        if problem:
+            return {"joined": False, "added": added, "comment": f"{me} {problem}; the next apply promotes it"}
+    if not etcd_leader.caught_up(client, local, max(1.0, deadline - time.monotonic())):
+        return {"joined": False, "added": added, "comment": f"{me} is a voting member but does not serve yet"}
+    return {
+        "joined": True,
+        "added": added,
+        "comment": f"{me} {'added as a learner, ' if added else ''}started and promoted in "
+        f"{time.monotonic() - started:.1f} s",
+        "seconds": round(time.monotonic() - started, 2),
+        "member_id": etcd_client.member_hex(mine["id"]),
+    }
+
+
+def _set_aside(s):
+    """Stop and disable etcd here and move its data dir aside, never to be reused."""
+    name = s["service"]["name"]
+    out = {}
+    if __salt__["service.status"](name):
+        __salt__["service.stop"](name)
+        out["stopped"] = name
+    if __salt__["service.enabled"](name):
+        __salt__["service.disable"](name)
+        out["disabled"] = name
+    data = s["paths"]["data"]
+    if etcd_node.has_data(data):
+        aside = f"{data}.removed-{time.strftime('%Y%m%dT%H%M%S')}"
+        os.rename(data, aside)
+        os.makedirs(data, mode=0o700)
+        shutil.chown(data, s["user"], s["group"])
+        out["data_set_aside"] = aside
+    etcd_node.drop_bootstrap()
+    return out
+
+
+def set_aside():
+    """
+    Stop and disable etcd on this node and move its data dir to
+    ``<data>.removed-<time>`` (a removed member's data is never reused; an empty data
+    dir takes its place). For a member already removed from the cluster, or a node that
+    replaces a failed member.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt etcd3 etcd_membership.set_aside
+    """
+    return _set_aside(_settings())
+
+
+def remove(name, replace=False):
+    """
+    Remove member ``name`` from the cluster, under the cluster lock and through the
+    other voting members. Refused when the healthy voting members left would be fewer
+    than a quorum of the current membership, or (unless ``replace``: the member is added
+    back right after) fewer than ``etcd:membership:min_members``. A leader hands
+    leadership over first. Returns {removed, comment, ...}.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt etcd1 etcd_membership.remove etcd3 replace=True
+    """
+    got = _remove(name, replace)
+    if not got["removed"] and not got.get("absent"):
+        __context__["retcode"] = 1  # an orchestration's salt.function stops here
+    return got
+
+
+def _remove(name, replace):
+    s = _settings()
+    me = __opts__["id"]
+    lock = None
+    try:
+        client, listing, _ = _live(s, me)
+        lock = _lock(s, client, f"member-remove {name}")
+        client, listing, healthy = _live(s, me)
+        target = etcd_membership.find(listing, name, _me_peer_url(s, me) if name == me else None)
+        if target is None:
+            return {
+                "removed": False,
+                "absent": True,
+                "comment": f"{name} is not a member of the cluster: nothing to do",
+            }
+        refusal = etcd_membership.removal_refusal(
+            listing, healthy, target["id"], s["membership"]["min_members"], replacing=replace
+        )
+        if refusal:
+            return {"removed": False, "refused": True, "comment": f"{name} not removed: {refusal}"}
+        voters = len(etcd_membership.voting(listing))
+        leader_id, leader_url = etcd_leader.find(client, listing)
+        if leader_id == target["id"]:
+            problem = etcd_leader.hand_over(client, listing, leader_id, leader_url)
+            if problem:
+                return {"removed": False, "comment": f"{name} is the leader and kept it: {problem}"}
+        others = [m["client_urls"][0] for m in etcd_membership.voting(listing) if m["id"] != target["id"]]
+        _client(s, [u for u in others if u]).post("/v3/cluster/member/remove", {"ID": str(target["id"])})
+        after = voters - (0 if target["is_learner"] else 1)
+        return {
+            "removed": True,
+            "comment": f"removed {name} ({etcd_client.member_hex(target['id'])}): voting members {voters} -> {after}",
+            "member_id": etcd_client.member_hex(target["id"]),
+            **etcd_membership.summary(voters, after),
+        }
+    except etcd_client.EtcdError as exc:
+        return {"removed": False, "comment": f"{name} not removed: {exc}"}
+    except MembershipError as exc:
+        return {"removed": False, "comment": str(exc)}
+    finally:
+        if lock:
+            lock.release()
+
+
+def leave():
+    """
+    This minion is no longer in the site pillar: remove its member from the cluster
+    (``remove``, with its quorum and ``min_members`` rules), then stop and disable etcd
+    here and set its data dir aside (``set_aside``). Returns {left, comment, ...}.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt etcd5 etcd_membership.leave
+    """
+    s = _settings()
+    me = __opts__["id"]
+    if me in s["members"]:
+        return {"left": False, "comment": f"{me} is in pillar (etcd:members): remove it there first"}
+    got = _remove(me, False)
+    if not got["removed"] and not got.get("absent"):
+        return {"left": False, "comment": got["comment"]}
+    return {"left": True, "comment": got["comment"], "removal": got, "local": _set_aside(s)}
