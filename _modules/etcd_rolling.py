@@ -13,7 +13,10 @@ import os
 import sys
 import time
 
-for _name in ("etcd_settings", "etcd_releases", "etcd_client", "etcd_node", "etcd_lock", "etcd_upgrade", "etcd_leader"):
+for _name in (
+    "etcd_settings", "etcd_releases", "etcd_client", "etcd_node", "etcd_lock", "etcd_upgrade", "etcd_leader",
+    "etcd_snapshot",
+):  # fmt: skip
     sys.modules.pop(_name, None)
 
 import etcd_client  # noqa: E402
@@ -21,6 +24,7 @@ import etcd_leader  # noqa: E402
 import etcd_lock  # noqa: E402
 import etcd_node  # noqa: E402
 import etcd_settings  # noqa: E402
+import etcd_snapshot  # noqa: E402
 import etcd_upgrade  # noqa: E402
 
 __virtualname__ = "etcd_rolling"
@@ -153,6 +157,10 @@ def restart(reasons=None):
                     lock.release()  # the leader goes last: let the others through first
                     time.sleep(1.0)
                     continue
+                if version_change and s["upgrade"]["snapshot"]:
+                    problem = _snapshot_once(s, client, local, running)
+                    if problem:
+                        return {"restarted": False, "comment": f"no upgrade restart: {problem}"}
                 if am_leader:
                     problem = etcd_leader.hand_over(client, client.member_list(local), me_st["member_id"], local)
                     if problem:
@@ -165,6 +173,31 @@ def restart(reasons=None):
             client.post("/v3/lease/revoke", {"ID": lease})
         except etcd_client.EtcdError:
             pass
+
+
+def _snapshot_once(s, client, local, running):
+    """The first member to restart for a version change takes a verified snapshot (its
+    record in etcd tells the others it exists). None when there is one, else why not."""
+    record_key = etcd_lock.snapshot_key(s["cluster"]["name"], running, s["version"])
+    if client.get(record_key):
+        return None
+    st = etcd_leader.status(client, local)
+    label = f"{s['cluster']['name']}-{running}-to-{s['version']}-{time.strftime('%Y%m%dT%H%M%S')}"
+    etcdctl = os.path.join(s["paths"]["bin"], "etcdctl")
+    try:
+        facts = etcd_snapshot.save(
+            etcdctl,
+            local,
+            etcd_settings.client_tls(s),
+            s["upgrade"]["snapshot_dir"],
+            (st or {}).get("db_size", 0),
+            label,
+            s["upgrade"]["keep"],
+        )
+    except etcd_snapshot.SnapshotError as exc:
+        return f"the snapshot before the upgrade failed: {exc}"
+    client.put(record_key, json.dumps(dict(facts, member=__opts__["id"], time=time.time())))
+    return None
 
 
 def _restart_now(s, client, lock, reasons, local, version_change):

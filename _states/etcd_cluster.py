@@ -62,6 +62,11 @@ def _wait_serving(s, me, timeout):
     while time.monotonic() < deadline:
         if c.health(local):
             return True
+        try:
+            if c.status(local)["is_learner"]:
+                return True  # a learner never serves /health: its join is finished below
+        except etcd_client.EtcdError:
+            pass
         time.sleep(0.1)
     return False
 
@@ -148,6 +153,8 @@ def running(name, timeout=None):
         )
         ret["changes"] = {service: {"old": "stopped", "new": "started, not serving"}}
         return ret
+    if _is_learner(s, me):  # its data says learner: an add cut short, promoted now
+        return _join(ret, s, service)
     _after_start(s)
     ret["changes"] = {service: {"old": "stopped", "new": "running", "how": plan["action"]}}
     ret["comment"] = f"{service} started ({plan['action']}: {plan['reason']})"

@@ -32,6 +32,11 @@ def marker_key(cluster):
     return f"{prefix(cluster)}/restart-failed"
 
 
+def snapshot_key(cluster, running, target):
+    """Where the verified snapshot taken before upgrading `running` -> `target` is recorded."""
+    return f"{prefix(cluster)}/upgrade-snapshot/{running}-to-{target}"
+
+
 def pending_key(cluster, member):
     return f"{prefix(cluster)}/restart-pending/{member}"
 

@@ -86,6 +86,8 @@ DEFAULTS = {
         "kubectl": "kubectl",
         "kubeconfig": None,
     },
+    # Before a version change the first member to restart takes a verified snapshot.
+    "upgrade": {"snapshot": True, "snapshot_dir": "/var/lib/etcd-formula/snapshots", "keep": 3},
     # Membership changes (learner add and promote, removal of a leaving member).
     "membership": {
         "min_members": 3,  # a removal that would leave fewer voting members is refused
@@ -280,6 +282,7 @@ def validate(pillar_etcd, settings, minion_id, node_has_etcd=False):
     _validate_tuning(settings, f)
     _validate_health(settings, f)
     _validate_membership(settings, f)
+    _validate_upgrade(settings, f)
     _validate_tls(settings, f)
     _validate_k8s_and_preflight(settings, f)
     for flag in settings.get("extra_flags") or {}:
@@ -410,6 +413,15 @@ def _validate_k8s_and_preflight(settings, f):
     for key in ("manifest", "bundle_dir"):
         if not str(k.get(key) or "").startswith("/"):
             f.error(f"kubernetes:{key}", f"{k.get(key)!r} is not an absolute path", f"set `etcd:kubernetes:{key}`")
+
+
+def _validate_upgrade(settings, f):
+    u = settings.get("upgrade") or {}
+    if not isinstance(u.get("snapshot"), bool):
+        f.error("upgrade:snapshot", f"must be true or false, not {u.get('snapshot')!r}", "set `etcd:upgrade:snapshot`")
+    if not str(u.get("snapshot_dir") or "").startswith("/"):
+        f.error("upgrade:snapshot_dir", f"{u.get('snapshot_dir')!r} is not an absolute path", "e.g. /var/backups/etcd")
+    _int(f, "upgrade:keep", u.get("keep"), 1, 100, "snapshots to keep, e.g. 3")
 
 
 def _validate_membership(settings, f):

@@ -101,6 +101,21 @@ def test_upgrade_34_to_35_with_one_apply_on_all_members(cluster):
     cluster.wait(lambda: c.version(urls(cluster)[0])["etcdcluster"].startswith("3.5"), 30, 0.5, "cluster version 3.5")
     assert traffic.worst_sample() <= 1, "two members were down at the same moment"
     assert_no_loss(cluster, traffic)
+    # One verified snapshot, taken by the first member to restart, before it did.
+    record = json.loads(c.get("/etcd-formula/rolllab/upgrade-snapshot/3.4.23-to-3.5.1"))
+    assert record["member"] in MEMBERS and record["revision"] > 0 and record["keys"] > 0, record
+    found = cluster.exec(record["member"], "stat", "-c", "%a %s", record["path"], check=True).stdout.split()
+    assert found == ["600", str(record["bytes"])], found
+    snapped = cluster.exec(record["member"], "ls", "/var/lib/etcd-formula/snapshots", check=True).stdout.split()
+    assert len(snapped) == 1 and all(
+        cluster.exec(n, "test", "-e", "/var/lib/etcd-formula/snapshots").returncode != 0
+        for n in MEMBERS
+        if n != record["member"]
+    ), "a snapshot per member: the record should have told the others"
+    print(
+        f"\nupgrade snapshot: {record['bytes']} bytes, revision {record['revision']}, {record['seconds']} s on "
+        f"{record['member']}"
+    )
     print(
         f"\nupgrade roll: {elapsed:.1f} s; longest write gap {traffic.longest_gap():.2f} s over "
         f"{len(traffic.acked)} acknowledged writes; {len(traffic.samples)} samples"

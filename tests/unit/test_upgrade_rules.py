@@ -1,6 +1,8 @@
-"""Which version changes a running cluster may take (no 3.6 binary here: the rules alone)."""
+"""Which version changes a running cluster may take (no 3.6 binary here: the rules alone),
+and the snapshot before one."""
 
 import etcd_lock
+import etcd_snapshot
 import etcd_upgrade
 import pytest
 
@@ -44,3 +46,16 @@ def test_lock_ttl_respects_etcds_minimum():
     # etcd raises any TTL below 1.5 election timeouts: ask for at least that.
     assert etcd_lock.min_ttl(5000, 5) == 8
     assert etcd_lock.min_ttl(1000, 60) == 60
+
+
+def test_snapshot_refused_before_anything_runs_when_the_disk_is_too_full(tmp_path):
+    huge = 1 << 60  # more than any disk here: refused by the free-space check alone
+    with pytest.raises(etcd_snapshot.SnapshotError, match="etcd:upgrade:snapshot_dir"):
+        etcd_snapshot.save("/nonexistent/etcdctl", "http://127.0.0.1:1", (None, None, None), str(tmp_path), huge, "x")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failing_etcdctl_leaves_no_snapshot_under_its_final_name(tmp_path):
+    with pytest.raises(etcd_snapshot.SnapshotError, match="snapshot save"):
+        etcd_snapshot.save("/bin/false", "http://127.0.0.1:1", (None, None, None), str(tmp_path), 1024, "x")
+    assert not (tmp_path / "x.db").exists()
