@@ -113,22 +113,45 @@ def validate():
     return report
 
 
-def env(name=None):
+def config_version():
     """
-    The ETCD_* environment this member's unit runs with.
+    The version ``etcd.env`` is rendered for: while a running member waits for its
+    guarded switch to a staged new version, the version its active binary runs (so a
+    crash or reboot before the switch restarts the old binary with the old flags); else
+    the pillar's. The new version's environment is staged beside it meanwhile
+    (``etcd.env.<version>``) and moved into place by the guarded restart.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt 'etcd*' etcd_cluster.config_version
+    """
+    s = settings()
+    active = etcd_node.binary_version(os.path.join(s["paths"]["bin"], "etcd"))
+    if active and active != s["version"] and __salt__["service.status"](s["service"]["name"]):
+        return active
+    return s["version"]
+
+
+def env(name=None, version=None):
+    """
+    The ETCD_* environment this member's unit runs with, for ``version`` (default:
+    ``config_version``).
 
     CLI Example:
 
     .. code-block:: bash
 
         salt etcd1 etcd_cluster.env
+        salt etcd1 etcd_cluster.env version=3.5.1
     """
     s = settings()
     name = name or __opts__["id"]
     if name not in (s.get("members") or {}) or not etcd_settings.validate(_pillar_etcd(), s, name, True)["valid"]:
         # Rendering must not fail on a bad pillar: the validate state reports it, first.
         return {}
-    return etcd_settings.flags(s, name)
+    return etcd_settings.flags(s, name, version or config_version())
 
 
 def _client(s=None):

@@ -206,6 +206,9 @@ def _restart_now(s, client, lock, reasons, local, version_change):
     lock.keepalive(_others(s, me))
     if version_change:
         __salt__["etcd_install.activate"](s["version"], s["paths"]["install"], s["paths"]["bin"])
+        staged = os.path.join(s["paths"]["config_dir"], f"etcd.env.{s['version']}")
+        if os.path.exists(staged):  # rendered for this version by config.sls
+            os.replace(staged, os.path.join(s["paths"]["config_dir"], "etcd.env"))
     started = time.monotonic()
     wanted = etcd_node.wanted(s)
     etcd_node.write_json(_fingerprint_path(s), wanted)

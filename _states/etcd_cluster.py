@@ -94,7 +94,7 @@ def running(name, timeout=None):
     fp_path = os.path.join(s["paths"]["state"], "started.json")
     timeout = timeout or s["service"]["start_timeout"]
     # A dry run writes no files: judge by the flags the settings would write.
-    wanted = etcd_node.wanted(s, etcd_settings.flags(s, me) if __opts__["test"] and me in s["members"] else None)
+    wanted = etcd_node.wanted(s, __salt__["etcd_cluster.env"]() if __opts__["test"] and me in s["members"] else None)
 
     if __salt__["service.status"](service):
         started = etcd_node.read_json(fp_path)

@@ -23,19 +23,30 @@ etcd-config-dir-file-directory:
     - require:
       - sls: {{ tplroot }}.install
 
-etcd-config-env-file-managed:
+{#- While a running member waits for its guarded switch to a new version, etcd.env stays
+    rendered for the version it runs and the new version's is staged beside it; the
+    guarded restart moves it into place together with the binaries. #}
+{%- set config_version = salt['etcd_cluster.config_version']() %}
+{%- set envs = [('env', 'etcd.env', config_version)] %}
+{%- if config_version != etcd.version %}
+{%-   do envs.append(('env-staged', 'etcd.env.' ~ etcd.version, etcd.version)) %}
+{%- endif %}
+{%- for what, file, version in envs %}
+
+etcd-config-{{ what }}-file-managed:
   file.managed:
-    - name: {{ etcd.paths.config_dir }}/etcd.env
+    - name: {{ etcd.paths.config_dir }}/{{ file }}
     - source: salt://{{ tplroot }}/files/etcd.env.jinja
     - template: jinja
     - user: root
     - group: {{ etcd.group }}
     - mode: '0640'
     - context:
-        env: {{ salt['etcd_cluster.env']() | json }}
+        env: {{ salt['etcd_cluster.env'](version=version) | json }}
     - require:
       - file: etcd-config-dir-file-directory
       - sls: {{ tplroot }}.tls
+{%- endfor %}
 
 etcd-config-unit-file-managed:
   file.managed:

@@ -88,6 +88,14 @@ def test_unhealthy_cluster_restarts_nothing(cluster):
 
 def test_upgrade_34_to_35_with_one_apply_on_all_members(cluster):
     set_site(cluster, rolling_site(cluster, version="3.5.1"))
+    # Staged, not switched: install and config alone on etcd1 put 3.5.1 and its flags
+    # beside what runs; etcd.env and the active binary stay 3.4's until the guarded switch.
+    ok(cluster.apply(["etcd1"], sls="etcd.config")["etcd1"])
+    env = cluster.exec("etcd1", "cat", "/etc/etcd/etcd.env").stdout
+    staged = cluster.exec("etcd1", "cat", "/etc/etcd/etcd.env.3.5.1").stdout
+    assert "ETCD_PRE_VOTE=true" in env and staged and "ETCD_PRE_VOTE" not in staged, (env, staged)
+    assert "3.4.23" in cluster.exec("etcd1", "etcd", "--version").stdout
+    assert cluster.salt("etcd1", "etcd_rolling.plan")["etcd1"]["reasons"] == ["version: running 3.4.23, wanted 3.5.1"]
     with Traffic(urls(cluster), "upgrade") as traffic:
         started = time.monotonic()
         ret = cluster.apply(MEMBERS)
@@ -101,6 +109,9 @@ def test_upgrade_34_to_35_with_one_apply_on_all_members(cluster):
     cluster.wait(lambda: c.version(urls(cluster)[0])["etcdcluster"].startswith("3.5"), 30, 0.5, "cluster version 3.5")
     assert traffic.worst_sample() <= 1, "two members were down at the same moment"
     assert_no_loss(cluster, traffic)
+    for name in MEMBERS:  # switched with the binary: 3.5's flags, nothing left staged
+        assert "ETCD_PRE_VOTE" not in cluster.exec(name, "cat", "/etc/etcd/etcd.env").stdout
+        assert cluster.exec(name, "test", "-e", "/etc/etcd/etcd.env.3.5.1").returncode != 0
     # One verified snapshot, taken by the first member to restart, before it did.
     record = json.loads(c.get("/etcd-formula/rolllab/upgrade-snapshot/3.4.23-to-3.5.1"))
     assert record["member"] in MEMBERS and record["revision"] > 0 and record["keys"] > 0, record
