@@ -46,6 +46,7 @@ bench: deps venv artifacts
 	$(PY) -m benchmarks.lab_up
 	$(PY) -m benchmarks.converge
 	$(PY) -m benchmarks.health
+	$(PY) -m benchmarks.roll
 
 clean: down
 	rm -rf $(VENV) artifacts

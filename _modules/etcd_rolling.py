@@ -116,13 +116,9 @@ def restart(reasons=None):
     local = etcd_settings.local_endpoint(s, me)
     client = _client(s)
     reasons = reasons or plan()["reasons"]
-    marker = client.get(etcd_lock.marker_key(cluster))
-    if marker:
-        return {
-            "restarted": False,
-            "comment": f"an earlier guarded restart failed ({marker}): fix that member, then delete "
-            f"{etcd_lock.marker_key(cluster)} (etcdctl del) and apply again",
-        }
+    stopped = _stopped_by_marker(client, cluster)
+    if stopped:
+        return stopped
     running = __salt__["etcd_cluster.local_version"]()
     version_change = running and running != s["version"]
     if version_change:
@@ -144,6 +140,9 @@ def restart(reasons=None):
             except etcd_lock.LockTimeout as exc:
                 return {"restarted": False, "comment": f"no restart: {exc}"}
             try:
+                stopped = _stopped_by_marker(client, cluster)  # set while we waited for the lock?
+                if stopped:
+                    return stopped
                 report = _healthy_within(svc["health_timeout"])
                 if not report["healthy"]:
                     return {
@@ -173,6 +172,17 @@ def restart(reasons=None):
             client.post("/v3/lease/revoke", {"ID": lease})
         except etcd_client.EtcdError:
             pass
+
+
+def _stopped_by_marker(client, cluster):
+    marker = client.get(etcd_lock.marker_key(cluster))
+    if not marker:
+        return None
+    return {
+        "restarted": False,
+        "comment": f"an earlier guarded restart failed ({marker}): fix that member, then delete "
+        f"{etcd_lock.marker_key(cluster)} (etcdctl del) and apply again",
+    }
 
 
 def _snapshot_once(s, client, local, running):

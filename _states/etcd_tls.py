@@ -55,7 +55,7 @@ def ca_managed(name):
         return ret
     test = __opts__["test"]
     changes = {}
-    if not os.path.isdir(t["ca_dir"]) and not test:
+    if t["generate_ca"] and not os.path.isdir(t["ca_dir"]) and not test:
         os.makedirs(t["ca_dir"], mode=0o700)
     for what, stem in (("client_ca", "client-ca"), ("peer_ca", "peer-ca")):
         key = os.path.join(t["ca_dir"], f"{stem}.key")
@@ -69,6 +69,9 @@ def ca_managed(name):
                     comment=f"tls:generate_ca is false but {key if not have_key else crt} is missing: "
                     f"put your CA's key and certificate there (mode 0600 for the key)",
                 )
+                return ret
+            if os.stat(key).st_mode & 0o077:
+                ret.update(result=False, comment=f"{key} is readable by others: chmod 600 {key} (a CA key)")
                 return ret
             continue
         fine = have_key and cert is not None and not etcd_tls.judge(crt, key, crt, None, (), 30)

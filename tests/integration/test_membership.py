@@ -11,12 +11,14 @@ import time
 
 import pytest
 from results import MEMBERS, by_id, changed, form_cluster, ok, set_site, wipe
-from traffic import Traffic, assert_no_loss, urls
+
+from labkit.traffic import Traffic, assert_no_loss, urls
 
 FIVE = MEMBERS + ["etcd4", "etcd5"]
 RUNNING = "etcd-service-running-etcd_cluster-running"
 LEFT = "etcd-leave-member-etcd_membership-left"
-SERVICE = {"restart_timeout": 30, "lock_ttl": 10, "health_timeout": 30, "lock_wait": 180}
+# The members applied with the new ones wait (health_timeout) until both have joined.
+SERVICE = {"restart_timeout": 30, "lock_ttl": 10, "health_timeout": 120, "lock_wait": 180}
 ETCDCTL = ["etcdctl", "--endpoints=http://127.0.0.1:2379"]
 DELAY_START = (
     "mkdir -p /run/systemd/system/etcd.service.d && printf '[Service]\\nExecStartPre=/bin/sleep 5\\n' "
@@ -30,6 +32,7 @@ def site_of(lab, names, **etcd):
     site["etcd"]["members"] = {n: {"address": lab.ip(n)} for n in names}
     site["etcd"]["tls"]["enabled"] = False
     site["etcd"]["health"] = {"schedule": False}
+    site["etcd"]["preflight"] = {"mode": "off"}
     site["etcd"]["tuning"].update(heartbeat_interval=100, election_timeout=1000)
     site["etcd"]["service"] = dict(SERVICE)
     site["etcd"]["membership"] = {"join_timeout": 60}

@@ -12,9 +12,9 @@ import time
 
 import pytest
 from results import MEMBERS, by_id, form_cluster, ok, set_site, wipe
-from traffic import Traffic, assert_no_loss, urls
 
 from labkit.preflight import REPO
+from labkit.traffic import Traffic, assert_no_loss, urls
 
 sys.path.insert(0, str(REPO / "_utils"))
 import etcd_client  # noqa: E402
@@ -194,5 +194,29 @@ def test_orchestration_walks_the_members_in_order(cluster):
     assert all(r["result"] for r in ran), err
     after = pids(cluster)
     assert all(after[n] != before[n] for n in MEMBERS)
+    for name in MEMBERS:
+        assert cluster.salt(name, "etcd_rolling.plan")[name]["reasons"] == []
+
+
+def test_a_member_that_does_not_come_back_stops_the_roll(cluster):
+    # A flag etcd cannot parse: the first member to restart never serves again.
+    set_site(cluster, rolling_site(cluster, version="3.5.1", extra_flags={"max-request-bytes": "lots"}))
+    with Traffic(urls(cluster), "marker") as traffic:
+        ret = cluster.apply(MEMBERS)
+        time.sleep(1)
+    comments = {n: by_id(ret[n])["etcd-service-running-etcd_cluster-running"]["comment"] for n in MEMBERS}
+    failed = [n for n, c in comments.items() if "did not serve and catch up" in c]
+    stopped = [n for n, c in comments.items() if "an earlier guarded restart failed" in c]
+    assert len(failed) == 1 and sorted(failed + stopped) == MEMBERS, comments
+    assert traffic.worst_sample() <= 1, "the roll went on past the member that did not come back"
+    assert_no_loss(cluster, traffic)
+    marker = "/etcd-formula/rolllab/restart-failed"
+    c = etcd_client.Client(urls(cluster), 2)
+    assert json.loads(c.get(marker))["member"] == failed[0]
+    # The documented way back: fix the pillar, delete the marker, apply.
+    set_site(cluster, rolling_site(cluster, version="3.5.1"))
+    cluster.exec(stopped[0], "etcdctl", "--endpoints=http://127.0.0.1:2379", "del", marker, check=True)
+    for states in cluster.apply(MEMBERS).values():
+        ok(states)
     for name in MEMBERS:
         assert cluster.salt(name, "etcd_rolling.plan")[name]["reasons"] == []

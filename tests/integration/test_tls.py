@@ -266,6 +266,62 @@ def test_files_mode_installs_checked_files_and_refuses_wrong_ones(tls, site):
     assert changed(ok(apply(tls, "etcd1")["etcd1"])) == []
 
 
+def own_ca(common_name):
+    """An operator's CA made elsewhere: (certificate PEM, key PEM)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.timezone.utc)  # noqa: UP017
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    usage = x509.KeyUsage(True, False, False, False, False, True, True, False, False)  # sign certs and CRLs
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(usage, critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    pem = serialization.PrivateFormat.PKCS8
+    return cert.public_bytes(serialization.Encoding.PEM).decode(), key.private_bytes(
+        serialization.Encoding.PEM, pem, serialization.NoEncryption()
+    ).decode()
+
+
+def test_bring_your_own_ca(tls):
+    byo = "/etc/pki/byo-ca"
+    wipe(tls, MEMBERS)
+    for name in MEMBERS:
+        tls.exec(name, "rm", "-rf", PKI, check=True)
+    site = tls_site(tls, "tlsbyo")
+    site["etcd"]["tls"].update(ca_dir=byo, generate_ca=False)
+    set_site(tls, site)
+    # No files yet: refused with the path to fill, and nothing made on the CA minion.
+    refused = apply(tls, CA, sls="etcd.ca")[CA]
+    assert any(r["result"] is False and f"{byo}/client-ca.key is missing" in r["comment"] for r in refused), refused
+    assert tls.exec(CA, "test", "-e", byo).returncode != 0
+    subjects = {}
+    for stem in ("client-ca", "peer-ca"):
+        crt, key = own_ca(f"Example Corp etcd {stem}")
+        subjects[stem] = f"Example Corp etcd {stem}"
+        tls.exec(CA, "bash", "-c", f"umask 077; mkdir -p {byo}; cat > {byo}/{stem}.key <<'PEM'\n{key}PEM", check=True)
+        tls.exec(CA, "bash", "-c", f"cat > {byo}/{stem}.crt <<'PEM'\n{crt}PEM", check=True)
+    ok(apply(tls, CA, sls="etcd.ca")[CA])
+    ret = apply(tls, MEMBERS)
+    for name in MEMBERS:
+        ok(ret[name])
+    status = salt(tls, "etcd2", "etcd_tls.status")["etcd2"]
+    assert subjects["client-ca"] in status[f"{PKI}/server.crt"]["issuer"], status
+    assert subjects["peer-ca"] in status[f"{PKI}/peer.crt"]["issuer"], status
+    for name in MEMBERS:
+        assert tls.exec(name, "bash", "-c", f"ls {PKI}/*ca.key").returncode != 0  # no CA key on a member
+    assert tls.exec("etcd3", "etcdctl", "put", "/tls/byo", "yes").returncode == 0
+    assert salt(tls, "etcd1", "etcd_cluster.healthy")["etcd1"]["healthy"] is True
+
+
 def test_no_private_key_text_in_returns_job_cache_or_logs(tls):
     # Minions and the master log at debug level in the lab; every return was kept above.
     hits = [secret for secret in SECRETS if any(secret in r for r in RETURNS)]

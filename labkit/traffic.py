@@ -1,16 +1,17 @@
-"""A continuous writer for lab tests of changes that must lose no acknowledged write."""
+"""A continuous writer for lab tests and benchmarks of changes that must lose no
+acknowledged write, and the check that none was lost."""
 
 import json
 import sys
 import threading
 import time
 
-from results import MEMBERS
-
 from labkit.preflight import REPO
 
 sys.path.insert(0, str(REPO / "_utils"))
 import etcd_client  # noqa: E402
+
+MEMBERS = ["etcd1", "etcd2", "etcd3"]
 
 
 class Traffic:
