@@ -131,6 +131,21 @@ def plan():
     return out
 
 
+# etcd's strict reconfiguration check refuses a change until the leader has been
+# connected to every voting member for 5 s: right after a join or a restart. Retried.
+TRANSIENT = ("unhealthy cluster", "not enough started members", "leader changed", "no leader")
+
+
+def _reconfigure(client, path, body, deadline):
+    while True:
+        try:
+            return client.post(path, body)
+        except etcd_client.EtcdError as exc:
+            if not any(t in str(exc) for t in TRANSIENT) or time.monotonic() > deadline:
+                raise
+        time.sleep(1)
+
+
 def _promote(s, client, member_id, deadline):
     """Promote a learner; etcd refuses until it is in sync with the leader, so retry."""
     last = None
@@ -195,10 +210,18 @@ def _join_locked(s, me, peer, started, deadline):
             f"first (salt {me} etcd_membership.set_aside), a removed member's data is never reused",
         }
     if mine is None:
+        # A member that just joined may not have published its name yet, a restarted one
+        # may still be coming up: wait for a fully healthy cluster (bounded), never add
+        # beside another join in flight.
         refusal = etcd_membership.add_refusal(listing, healthy, me)
+        gate = time.monotonic() + s["service"]["health_timeout"]
+        while refusal and time.monotonic() < min(gate, deadline):
+            time.sleep(0.5)
+            client, listing, healthy = _live(s, me)
+            refusal = etcd_membership.add_refusal(listing, healthy, me)
         if refusal:
             return {"joined": False, "comment": f"{me} not added: {refusal}"}
-        client.post("/v3/cluster/member/add", {"peerURLs": [peer], "isLearner": True})
+        _reconfigure(client, "/v3/cluster/member/add", {"peerURLs": [peer], "isLearner": True}, deadline)
         listing = client.member_list(None)
         mine = etcd_membership.find(listing, me, peer)
         added = True
@@ -220,6 +243,10 @@ def _join_locked(s, me, peer, started, deadline):
             return {"joined": False, "added": added, "comment": f"{me} {problem}; the next apply promotes it"}
     if not etcd_leader.caught_up(client, local, max(1.0, deadline - time.monotonic())):
         return {"joined": False, "added": added, "comment": f"{me} is a voting member but does not serve yet"}
+    while time.monotonic() < deadline:  # started, as the others see it: its name is published
+        if (etcd_membership.find(client.member_list(None), me) or {}).get("client_urls"):
+            break
+        time.sleep(0.1)
     return {
         "joined": True,
         "added": added,
@@ -234,7 +261,9 @@ def _set_aside(s):
     """Stop and disable etcd here and move its data dir aside, never to be reused."""
     name = s["service"]["name"]
     out = {}
-    if __salt__["service.status"](name):
+    # Also "activating": a removed member exits and systemd keeps restarting it.
+    state = __salt__["cmd.run"](f"systemctl is-active {name}", ignore_retcode=True, python_shell=False).strip()
+    if state not in ("inactive", "failed", "unknown", ""):
         __salt__["service.stop"](name)
         out["stopped"] = name
     if __salt__["service.enabled"](name):
@@ -314,7 +343,12 @@ def _remove(name, replace):
             if problem:
                 return {"removed": False, "comment": f"{name} is the leader and kept it: {problem}"}
         others = [m["client_urls"][0] for m in etcd_membership.voting(listing) if m["id"] != target["id"]]
-        _client(s, [u for u in others if u]).post("/v3/cluster/member/remove", {"ID": str(target["id"])})
+        _reconfigure(
+            _client(s, [u for u in others if u]),
+            "/v3/cluster/member/remove",
+            {"ID": str(target["id"])},
+            time.monotonic() + s["service"]["health_timeout"],
+        )
         after = voters - (0 if target["is_learner"] else 1)
         return {
             "removed": True,
