@@ -30,6 +30,7 @@ def rolling_site(lab, **etcd):
     site["etcd"]["tuning"].update(heartbeat_interval=100, election_timeout=1000)
     site["etcd"]["service"] = dict(SERVICE)
     site["etcd"]["source"]["url"] = "salt://etcd-releases/etcd-v{version}-linux-amd64.tar.gz"
+    site["etcd"]["tuning"].update(etcd.pop("tuning", {}))  # raft timing stays 100/1000
     site["etcd"].update(etcd)
     return site
 
@@ -213,9 +214,10 @@ def test_a_member_that_does_not_come_back_stops_the_roll(cluster):
     marker = "/etcd-formula/rolllab/restart-failed"
     c = etcd_client.Client(urls(cluster), 2)
     assert json.loads(c.get(marker))["member"] == failed[0]
-    # The documented way back: fix the pillar, delete the marker, apply.
+    # The documented way back: fix the pillar, delete the marker, apply (that member first).
     set_site(cluster, rolling_site(cluster, version="3.5.1"))
     cluster.exec(stopped[0], "etcdctl", "--endpoints=http://127.0.0.1:2379", "del", marker, check=True)
+    ok(cluster.apply(failed)[failed[0]])
     for states in cluster.apply(MEMBERS).values():
         ok(states)
     for name in MEMBERS:
