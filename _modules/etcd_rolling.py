@@ -23,6 +23,7 @@ import etcd_client  # noqa: E402
 import etcd_leader  # noqa: E402
 import etcd_lock  # noqa: E402
 import etcd_node  # noqa: E402
+import etcd_releases  # noqa: E402
 import etcd_settings  # noqa: E402
 import etcd_snapshot  # noqa: E402
 import etcd_upgrade  # noqa: E402
@@ -77,11 +78,28 @@ def upgrade_refusal(s, client):
                 continue
             versions.append(v.get("etcdserver"))
             cluster_version = cluster_version or v.get("etcdcluster")
-    try:
-        auth = bool(client.post("/v3/auth/status", {}).get("enabled"))
-    except etcd_client.EtcdError:
-        auth = False
+    auth = _auth_enabled(client, cluster_version)
     return etcd_upgrade.judge(versions, cluster_version, s["version"], auth, s.get("extra_flags"))
+
+
+def _auth_enabled(client, cluster_version):
+    """Whether etcd auth is (or may be) on, asked in a way every member can apply.
+
+    AuthStatus is new in 3.5 and goes through raft: sent to a 3.5 member of a cluster
+    that still has 3.4 members, it makes every 3.4 member panic ("not implemented"; seen
+    in the lab). While the cluster version is below 3.5, ask for the root user instead
+    (a request 3.4 knows): auth cannot be on without one, so its presence counts as on.
+    """
+    if (etcd_releases.parse(cluster_version or "") or (0, 0))[:2] >= (3, 5):
+        try:
+            return bool(client.post("/v3/auth/status", {}).get("enabled"))
+        except etcd_client.EtcdError:
+            return False
+    try:
+        client.post("/v3/auth/user/get", {"name": "root"})
+        return True  # a root user exists: auth may be on
+    except etcd_client.EtcdError as exc:
+        return "not found" not in str(exc)  # "user name is empty" etc.: auth is on
 
 
 def _healthy_within(timeout):
@@ -152,10 +170,21 @@ def restart(reasons=None):
                 me_st = etcd_leader.status(client, local)
                 am_leader = bool(me_st and me_st["leader"] == me_st["member_id"])
                 others_pending = [k for k in etcd_lock.pending(client, cluster) if k != me]
-                if am_leader and others_pending and time.monotonic() < deadline:
+                # For a version change the leader also waits until every other member runs
+                # the new version: handing leadership to a 3.5 member while 3.4 followers
+                # remain makes them panic on what the new leader proposes (seen with
+                # 3.4.23 -> 3.5.1 in the lab: "panic: not implemented").
+                behind = _behind(s, client, me) if am_leader and version_change else []
+                if am_leader and (others_pending or behind) and time.monotonic() < deadline:
                     lock.release()  # the leader goes last: let the others through first
                     time.sleep(1.0)
                     continue
+                if behind:
+                    return {
+                        "restarted": False,
+                        "comment": f"the leader upgrades last: {', '.join(behind)} still run an older version; "
+                        "apply etcd on them first",
+                    }
                 if version_change and s["upgrade"]["snapshot"]:
                     problem = _snapshot_once(s, client, local, running)
                     if problem:
@@ -172,6 +201,21 @@ def restart(reasons=None):
             client.post("/v3/lease/revoke", {"ID": lease})
         except etcd_client.EtcdError:
             pass
+
+
+def _behind(s, client, me):
+    """Other members that do not run the pillar's version (or do not answer)."""
+    out = []
+    for m in client.member_list(None)["members"]:
+        if m["name"] == me or not m["client_urls"]:
+            continue
+        try:
+            version = client.version(m["client_urls"][0]).get("etcdserver")
+        except etcd_client.EtcdError:
+            version = None
+        if version != s["version"]:
+            out.append(m["name"] or etcd_client.member_hex(m["id"]))
+    return out
 
 
 def _stopped_by_marker(client, cluster):
