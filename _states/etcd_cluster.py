@@ -111,11 +111,12 @@ def running(name, timeout=None):
                 _after_start(s)
             return ret
         if __opts__["test"]:
+            turn = "last: it is the leader" if _is_leader(s, me) else "before the leader"
             ret.update(
                 result=None,
                 comment=f"would restart {service} through the guarded path (cluster lock, full health first, "
-                "one member at a time, the leader last): " + "; ".join(reasons),
-                changes={"restart": reasons},
+                f"one member at a time, the leader last), this member {turn}: " + "; ".join(reasons),
+                changes={"restart": reasons, "order": turn},
             )
             return ret
         got = __salt__["etcd_rolling.restart"](reasons)
@@ -161,13 +162,22 @@ def running(name, timeout=None):
     return ret
 
 
-def _is_learner(s, me):
+def _local_status(s, me):
     local = etcd_settings.local_endpoint(s, me)
     c = etcd_client.Client([local], s["service"]["probe_timeout"], *etcd_settings.client_tls(s))
     try:
-        return c.status(local)["is_learner"]
+        return c.status(local)
     except etcd_client.EtcdError:
-        return False
+        return {}
+
+
+def _is_learner(s, me):
+    return bool(_local_status(s, me).get("is_learner"))
+
+
+def _is_leader(s, me):
+    st = _local_status(s, me)
+    return bool(st) and st["leader"] == st["member_id"]
 
 
 def _join(ret, s, service):

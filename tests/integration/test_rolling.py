@@ -50,10 +50,13 @@ def test_flag_change_rolls_one_member_at_a_time(cluster):
     before = pids(cluster)
     set_site(cluster, rolling_site(cluster, version="3.4.23", tuning={"snapshot_count": 50000}))
     planned = cluster.apply(MEMBERS, "test=True")
+    turns = []
     for name in MEMBERS:
         running = by_id(planned[name])["etcd-service-running-etcd_cluster-running"]
         assert "would restart etcd through the guarded path" in running["comment"]
         assert "ETCD_SNAPSHOT_COUNT" in running["comment"]
+        turns.append(running["changes"]["order"])
+    assert sorted(turns) == ["before the leader", "before the leader", "last: it is the leader"], turns
     assert pids(cluster) == before
     with Traffic(urls(cluster), "flag") as traffic:
         ret = cluster.apply(MEMBERS)
