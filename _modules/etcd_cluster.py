@@ -155,10 +155,7 @@ def env(name=None, version=None):
 
 
 def _client(s=None):
-    s = s or settings()
-    return etcd_client.Client(
-        etcd_settings.endpoints(s, __opts__["id"]), s["service"]["probe_timeout"], *etcd_settings.client_tls(s)
-    )
+    return etcd_settings.client(s or settings(), __opts__["id"])
 
 
 def _member_view(m):
@@ -463,7 +460,7 @@ def health(event=False):
     """
     s = applied_settings() or settings()
     me = __opts__["id"]
-    client = etcd_client.Client(etcd_settings.endpoints(s, me), s["health"]["timeout"], *etcd_settings.client_tls(s))
+    client = etcd_settings.client(s, me, timeout=s["health"]["timeout"])
     certs = _certificate_days(s)
     report = etcd_health.assess(etcd_health.gather(client, s, me), s, certs)
     if etcd_health.electing(report):

@@ -37,10 +37,6 @@ def _settings():
     return __salt__["etcd_cluster.settings"]()
 
 
-def _client(s, endpoints):
-    return etcd_client.Client(endpoints, s["service"]["probe_timeout"], *etcd_settings.client_tls(s))
-
-
 def _me_peer_url(s, me):
     if me in s["members"]:
         return etcd_settings.peer_url(s, me)
@@ -48,14 +44,19 @@ def _me_peer_url(s, me):
     return started.get("flags", {}).get("ETCD_INITIAL_ADVERTISE_PEER_URLS")
 
 
-def _live(s, me):
-    """(client over the started voting members, the member list, the IDs that serve)."""
+def _voters(s, me):
+    """(client over the started voting members, the member list)."""
     pillar_urls = [etcd_settings.client_url(s, n) for n in s["members"] if n != me]
     if me in s["members"]:
         pillar_urls.insert(0, etcd_settings.local_endpoint(s, me))
-    listing = _client(s, pillar_urls).member_list(None)
+    listing = etcd_settings.client(s, me, pillar_urls).member_list(None)
     urls = [m["client_urls"][0] for m in etcd_membership.voting(listing) if m["client_urls"]]
-    client = _client(s, urls)
+    return etcd_settings.client(s, me, urls), listing
+
+
+def _live(s, me):
+    """(client over the started voting members, the member list, the IDs that serve)."""
+    client, listing = _voters(s, me)
 
     def serves(m):
         return m["id"] if m["client_urls"] and client.health(m["client_urls"][0]) else None
@@ -63,6 +64,23 @@ def _live(s, me):
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(listing["members"]))) as pool:
         healthy = {i for i in pool.map(serves, etcd_membership.voting(listing)) if i}
     return client, listing, healthy
+
+
+def _locked(s, purpose, failed, what, work):
+    """`work()` under the cluster lock (taken through the voting members); an etcd error
+    becomes `failed("<what>: <error>")`, a lock that cannot be had `failed(<why>)`."""
+    lock = None
+    try:
+        client, _ = _voters(s, __opts__["id"])
+        lock = _lock(s, client, purpose)
+        return work()
+    except etcd_client.EtcdError as exc:
+        return failed(f"{what}: {exc}")
+    except MembershipError as exc:
+        return failed(str(exc))
+    finally:
+        if lock:
+            lock.release()
 
 
 def _lock(s, client, purpose):
@@ -182,21 +200,14 @@ def join():
     peer = etcd_settings.peer_url(s, me)
     started = time.monotonic()
     deadline = started + s["membership"]["join_timeout"]
-    lock = None
-    try:
-        client, _, _ = _live(s, me)
-        lock = _lock(s, client, "member-add")
+
+    def work():
         locked_at = time.time()
         got = _join_locked(s, me, peer, started, deadline)
         got["lock_held"] = [round(locked_at, 3), round(time.time(), 3)]  # one change at a time, cluster-wide
         return got
-    except etcd_client.EtcdError as exc:
-        return {"joined": False, "comment": f"{me} did not join: {exc}"}
-    except MembershipError as exc:
-        return {"joined": False, "comment": str(exc)}
-    finally:
-        if lock:
-            lock.release()
+
+    return _locked(s, "member-add", lambda text: {"joined": False, "comment": text}, f"{me} did not join", work)
 
 
 def _join_locked(s, me, peer, started, deadline):
@@ -318,51 +329,46 @@ def remove(name, replace=False):
 
 def _remove(name, replace):
     s = _settings()
+    return _locked(
+        s,
+        f"member-remove {name}",
+        lambda text: {"removed": False, "comment": text},
+        f"{name} not removed",
+        lambda: _remove_locked(s, name, replace),
+    )
+
+
+def _remove_locked(s, name, replace):
     me = __opts__["id"]
-    lock = None
-    try:
-        client, listing, _ = _live(s, me)
-        lock = _lock(s, client, f"member-remove {name}")
-        client, listing, healthy = _live(s, me)
-        target = etcd_membership.find(listing, name, _me_peer_url(s, me) if name == me else None)
-        if target is None:
-            return {
-                "removed": False,
-                "absent": True,
-                "comment": f"{name} is not a member of the cluster: nothing to do",
-            }
-        refusal = etcd_membership.removal_refusal(
-            listing, healthy, target["id"], s["membership"]["min_members"], replacing=replace
-        )
-        if refusal:
-            return {"removed": False, "refused": True, "comment": f"{name} not removed: {refusal}"}
-        voters = len(etcd_membership.voting(listing))
-        leader_id, leader_url = etcd_leader.find(client, listing)
-        if leader_id == target["id"]:
-            problem = etcd_leader.hand_over(client, listing, leader_id, leader_url)
-            if problem:
-                return {"removed": False, "comment": f"{name} is the leader and kept it: {problem}"}
-        others = [m["client_urls"][0] for m in etcd_membership.voting(listing) if m["id"] != target["id"]]
-        _reconfigure(
-            _client(s, [u for u in others if u]),
-            "/v3/cluster/member/remove",
-            {"ID": str(target["id"])},
-            time.monotonic() + s["service"]["health_timeout"],
-        )
-        after = voters - (0 if target["is_learner"] else 1)
-        return {
-            "removed": True,
-            "comment": f"removed {name} ({etcd_client.member_hex(target['id'])}): voting members {voters} -> {after}",
-            "member_id": etcd_client.member_hex(target["id"]),
-            **etcd_membership.summary(voters, after),
-        }
-    except etcd_client.EtcdError as exc:
-        return {"removed": False, "comment": f"{name} not removed: {exc}"}
-    except MembershipError as exc:
-        return {"removed": False, "comment": str(exc)}
-    finally:
-        if lock:
-            lock.release()
+    client, listing, healthy = _live(s, me)
+    target = etcd_membership.find(listing, name, _me_peer_url(s, me) if name == me else None)
+    if target is None:
+        return {"removed": False, "absent": True, "comment": f"{name} is not a member of the cluster: nothing to do"}
+    refusal = etcd_membership.removal_refusal(
+        listing, healthy, target["id"], s["membership"]["min_members"], replacing=replace
+    )
+    if refusal:
+        return {"removed": False, "refused": True, "comment": f"{name} not removed: {refusal}"}
+    voters = len(etcd_membership.voting(listing))
+    leader_id, leader_url = etcd_leader.find(client, listing)
+    if leader_id == target["id"]:
+        problem = etcd_leader.hand_over(client, listing, leader_id, leader_url)
+        if problem:
+            return {"removed": False, "comment": f"{name} is the leader and kept it: {problem}"}
+    others = [m["client_urls"][0] for m in etcd_membership.voting(listing) if m["id"] != target["id"]]
+    _reconfigure(
+        etcd_settings.client(s, me, [u for u in others if u]),
+        "/v3/cluster/member/remove",
+        {"ID": str(target["id"])},
+        time.monotonic() + s["service"]["health_timeout"],
+    )
+    after = voters - (0 if target["is_learner"] else 1)
+    return {
+        "removed": True,
+        "comment": f"removed {name} ({etcd_client.member_hex(target['id'])}): voting members {voters} -> {after}",
+        "member_id": etcd_client.member_hex(target["id"]),
+        **etcd_membership.summary(voters, after),
+    }
 
 
 def leave():

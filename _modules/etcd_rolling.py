@@ -35,11 +35,6 @@ def __virtual__():
     return __virtualname__
 
 
-def _client(s, endpoints=None, timeout=None):
-    eps = endpoints or etcd_settings.endpoints(s, __opts__["id"])
-    return etcd_client.Client(eps, timeout or s["service"]["probe_timeout"], *etcd_settings.client_tls(s))
-
-
 def _others(s, me):
     return [etcd_settings.client_url(s, n) for n in s["members"] if n != me]
 
@@ -132,7 +127,7 @@ def restart(reasons=None):
     cluster = s["cluster"]["name"]
     svc = s["service"]
     local = etcd_settings.local_endpoint(s, me)
-    client = _client(s)
+    client = etcd_settings.client(s, me)
     reasons = reasons or plan()["reasons"]
     stopped = _stopped_by_marker(client, cluster)
     if stopped:
@@ -269,7 +264,7 @@ def _restart_now(s, client, lock, reasons, local, version_change):
     __salt__["service.restart"](svc["name"], no_block=True)
     time.sleep(0.5)  # let systemd stop the old process before asking whether it serves
     if not etcd_leader.caught_up(client, local, svc["restart_timeout"]):
-        others = _client(s, _others(s, me))
+        others = etcd_settings.client(s, me, _others(s, me))
         record = {"member": me, "reasons": reasons, "time": time.time()}
         try:
             others.post(

@@ -57,7 +57,7 @@ def validated(name):
 
 def _wait_serving(s, me, timeout):
     local = etcd_settings.local_endpoint(s, me)
-    c = etcd_client.Client([local], s["service"]["probe_timeout"], *etcd_settings.client_tls(s))
+    c = etcd_settings.client(s, me, [local])
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if c.health(local):
@@ -164,7 +164,7 @@ def running(name, timeout=None):
 
 def _local_status(s, me):
     local = etcd_settings.local_endpoint(s, me)
-    c = etcd_client.Client([local], s["service"]["probe_timeout"], *etcd_settings.client_tls(s))
+    c = etcd_settings.client(s, me, [local])
     try:
         return c.status(local)
     except etcd_client.EtcdError:

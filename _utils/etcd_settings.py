@@ -12,9 +12,10 @@ import os
 import re
 
 try:  # loaded by Salt's loader as `etcd_settings`, or imported directly by unit tests
+    import etcd_client
     import etcd_releases
 except ImportError:  # pragma: no cover
-    from _utils import etcd_releases
+    from _utils import etcd_client, etcd_releases
 
 # The seed's values (the vendor guide's flags); heartbeat/election in ms.
 DEFAULTS = {
@@ -481,6 +482,17 @@ def client_tls(settings):
     if not tls_on(settings):
         return None, None, None
     return tuple(tls_path(settings, w) for w in ("client_ca", "admin_cert", "admin_key"))
+
+
+def client(settings, me, urls=None, timeout=None):
+    """The formula's own client: `urls` (default: this member first, then the rest),
+    bounded by `timeout` (default `service:probe_timeout`), with the admin certificate
+    under TLS."""
+    return etcd_client.Client(
+        urls or endpoints(settings, me),
+        timeout or settings["service"]["probe_timeout"],
+        *client_tls(settings),
+    )
 
 
 def member_sans(settings, name, hostname=None):

@@ -111,27 +111,38 @@ def test_server_certificate_names_and_usages(tls):
     assert status[f"{PKI}/admin.crt"]["eku"] == ["clientAuth"]
 
 
-def foreign_client(tls, node):
-    """A client certificate from a CA the cluster never heard of, written to the node."""
+def self_signed(common_name, days, ca=False):
+    """A self-signed certificate made outside the formula: (certificate PEM, key PEM)."""
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.timezone.utc)  # noqa: UP017
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "intruder")])
-    cert = (
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    builder = (
         x509.CertificateBuilder()
         .subject_name(name)
         .issuer_name(name)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .sign(key, hashes.SHA256())
+        .not_valid_after(now + datetime.timedelta(days=days))
     )
-    files = {
-        "/root/foreign.crt": cert.public_bytes(serialization.Encoding.PEM).decode(),
-        "/root/foreign.key": key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        ).decode(),
-    }
+    if ca:
+        usage = x509.KeyUsage(True, False, False, False, False, True, True, False, False)  # sign certs and CRLs
+        builder = (
+            builder.add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(usage, critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        )
+    cert = builder.sign(key, hashes.SHA256())
+    pem = serialization.PrivateFormat.PKCS8
+    return cert.public_bytes(serialization.Encoding.PEM).decode(), key.private_bytes(
+        serialization.Encoding.PEM, pem, serialization.NoEncryption()
+    ).decode()
+
+
+def foreign_client(tls, node):
+    """A client certificate from a CA the cluster never heard of, written to the node."""
+    crt, key = self_signed("intruder", 1)
+    files = {"/root/foreign.crt": crt, "/root/foreign.key": key}
     for path, text in files.items():
         tls.exec(node, "bash", "-c", f"umask 077; cat > {path} <<'PEM'\n{text}PEM", check=True)
     return ["--cert", "/root/foreign.crt", "--key", "/root/foreign.key"]
@@ -266,31 +277,6 @@ def test_files_mode_installs_checked_files_and_refuses_wrong_ones(tls, site):
     assert changed(ok(apply(tls, "etcd1")["etcd1"])) == []
 
 
-def own_ca(common_name):
-    """An operator's CA made elsewhere: (certificate PEM, key PEM)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.timezone.utc)  # noqa: UP017
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    usage = x509.KeyUsage(True, False, False, False, False, True, True, False, False)  # sign certs and CRLs
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=365))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(usage, critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    pem = serialization.PrivateFormat.PKCS8
-    return cert.public_bytes(serialization.Encoding.PEM).decode(), key.private_bytes(
-        serialization.Encoding.PEM, pem, serialization.NoEncryption()
-    ).decode()
-
-
 def test_bring_your_own_ca(tls):
     byo = "/etc/pki/byo-ca"
     wipe(tls, MEMBERS)
@@ -305,7 +291,7 @@ def test_bring_your_own_ca(tls):
     assert tls.exec(CA, "test", "-e", byo).returncode != 0
     subjects = {}
     for stem in ("client-ca", "peer-ca"):
-        crt, key = own_ca(f"Example Corp etcd {stem}")
+        crt, key = self_signed(f"Example Corp etcd {stem}", 365, ca=True)  # an operator's CA
         subjects[stem] = f"Example Corp etcd {stem}"
         tls.exec(CA, "bash", "-c", f"umask 077; mkdir -p {byo}; cat > {byo}/{stem}.key <<'PEM'\n{key}PEM", check=True)
         tls.exec(CA, "bash", "-c", f"cat > {byo}/{stem}.crt <<'PEM'\n{crt}PEM", check=True)
