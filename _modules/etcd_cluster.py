@@ -14,7 +14,7 @@ import time
 # `saltutil.sync_all` takes effect in a long-running minion.
 for _name in (
     "etcd_settings", "etcd_releases", "etcd_client", "etcd_node", "etcd_health", "etcd_tls", "etcd_disk", "etcd_k8s",
-    "etcd_lock",
+    "etcd_lock", "etcd_migration", "etcd_rotation",
 ):  # fmt: skip
     sys.modules.pop(_name, None)
 
@@ -23,7 +23,9 @@ import etcd_disk  # noqa: E402
 import etcd_health  # noqa: E402
 import etcd_k8s  # noqa: E402
 import etcd_lock  # noqa: E402
+import etcd_migration  # noqa: E402
 import etcd_node  # noqa: E402
+import etcd_rotation  # noqa: E402
 import etcd_settings  # noqa: E402
 import etcd_tls  # noqa: E402
 
@@ -50,10 +52,12 @@ def _pillar_etcd():
     return salt.utils.secret.expose(raw) if _HAS_SECRET else raw
 
 
-def settings():
+def settings(runtime=True):
     """
     The merged settings of this minion: defaults, OS family, pillar ``etcd:lookup``,
-    pillar ``etcd``.
+    pillar ``etcd``. While a running cluster moves to TLS, and unless ``runtime`` is
+    false, also where each member serves now (``serving``) and this member's next stage
+    (``tls_stage``), from the live cluster.
 
     CLI Example:
 
@@ -61,7 +65,57 @@ def settings():
 
         salt 'etcd*' etcd_cluster.settings
     """
-    return etcd_settings.merge(_pillar_etcd(), __grains__.get("os_family"))
+    s = etcd_settings.merge(_pillar_etcd(), __grains__.get("os_family"))
+    if runtime and etcd_settings.tls_on(s) and __opts__["id"] in (s.get("members") or {}):
+        _tls_migration(s)
+    return s
+
+
+MIGRATION_MARKER = "tls-migration"  # in the state dir, while this member saw a cluster half on TLS
+
+
+def _tls_migration(s):
+    """While a running plain-HTTP cluster moves to TLS (etcd_migration), add to the
+    settings where each member serves now (``serving``) and the stage this member
+    restarts into next (``tls_stage``). A cluster formed with TLS costs one file read."""
+    me = __opts__["id"]
+    state_dir = s["paths"]["state"]
+    marker = os.path.join(state_dir, MIGRATION_MARKER)
+    started = etcd_node.read_json(os.path.join(state_dir, "started.json"))
+    if not started or not etcd_node.has_data(s["paths"]["data"]):
+        return
+    running = etcd_migration.stage_of(started.get("flags"))
+    if running == etcd_migration.HTTPS and not os.path.exists(marker):
+        return
+    s["serving"] = {me: "https" if running == etcd_migration.HTTPS else "http"}
+    urls = [etcd_settings.local_endpoint(s, me)]
+    for name in s["members"]:
+        if name != me:
+            urls += etcd_settings.client_urls_any_scheme(s, name)
+    try:
+        client = etcd_settings.client(s, me, urls)
+    except etcd_client.EtcdError:  # no certificates yet (first TLS apply): nobody serves https
+        client = etcd_client.Client(urls, s["service"]["probe_timeout"])
+    try:
+        listing = client.member_list()
+        records = client.get_prefix(etcd_rotation.record_prefix(etcd_lock.prefix(s["cluster"]["name"])))
+    except etcd_client.EtcdError:
+        return  # nobody answers: only this member's own scheme is known
+    s["serving"] = dict(etcd_migration.serving(listing), **s["serving"])  # its own, as it runs now
+    if running != etcd_migration.HTTPS:
+        if not __opts__["test"]:
+            open(marker, "a").close()
+        parsed = {}
+        for name, text in records.items():
+            try:
+                parsed[name] = json.loads(text)
+            except ValueError:
+                continue
+        names = [m["name"] for m in listing["members"] if m["name"]]
+        s["tls_stage"] = etcd_migration.wanted_stage(running, parsed, names)
+    elif etcd_migration.finished(listing):
+        os.unlink(marker)
+        del s["serving"]
 
 
 def applied_settings():
@@ -98,16 +152,15 @@ def validate():
     report = etcd_settings.validate(_pillar_etcd(), s, __opts__["id"], etcd_node.has_etcd(s))
     started = etcd_node.read_json(os.path.join(s["paths"]["state"], "started.json")) or {}
     was = str(started.get("flags", {}).get("ETCD_ADVERTISE_CLIENT_URLS", "")).split("://")[0]
-    now = etcd_settings.scheme(s)
-    if was and was != now and etcd_node.has_data(s["paths"]["data"]) and __opts__["id"] in s["members"]:
+    if was == "https" and not etcd_settings.tls_on(s) and etcd_node.has_data(s["paths"]["data"]):
         report["valid"] = False
         report["errors"].append(
             {
                 "key": "etcd:tls:enabled",
-                "message": f"this member runs with {was}:// URLs: switching a formed cluster to {now}:// needs "
-                "every member restarted in turn, which this formula does not do yet",
-                "fix": f"set `etcd:tls:enabled` back to {str(was == 'https').lower()}, or follow README: TLS, "
-                "Turning TLS on for a running cluster",
+                "message": "this member runs with https:// URLs: the formula turns TLS on for a running cluster, "
+                "never off (every client and peer would lose its authentication)",
+                "fix": "set `etcd:tls:enabled` back to true; to leave TLS, take a snapshot and restore it into a "
+                "new cluster (README: TLS)",
             }
         )
     return report

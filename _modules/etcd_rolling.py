@@ -153,6 +153,10 @@ def restart(reasons=None):
             except etcd_lock.LockTimeout as exc:
                 return {"restarted": False, "comment": f"no restart: {exc}"}
             try:
+                # Read again under the lock: while we waited, others may have restarted and
+                # now serve elsewhere (on https, while a cluster moves to TLS).
+                s = __salt__["etcd_cluster.settings"]()
+                client = etcd_settings.client(s, me)
                 stopped = _stopped_by_marker(client, cluster)  # set while we waited for the lock?
                 if stopped:
                     return stopped
@@ -213,6 +217,28 @@ def _behind(s, client, me):
     return out
 
 
+def _advertise_peer_urls(s, me, timeout):
+    """After a restart that moved this member's peer listener (TLS turned on, another
+    advertise mode): record the new peer URLs in the cluster, through the other members,
+    so that they dial it there. None when done (or nothing to do), else why not."""
+    want = [u for u in etcd_node.read_env(s).get("ETCD_INITIAL_ADVERTISE_PEER_URLS", "").split(",") if u]
+    others = etcd_settings.client(s, me, _others(s, me))
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            listing = others.member_list()
+            mine = next((m for m in listing["members"] if m["name"] == me), None)
+            if not want or mine is None or mine["peer_urls"] == want:
+                return None
+            others.post("/v3/cluster/member/update", {"ID": mine["id"], "peerURLs": want})
+            continue  # check it took
+        except etcd_client.EtcdError as exc:
+            problem = f"peer URL update to {', '.join(want)} failed: {exc}"
+        if time.monotonic() > deadline:
+            return problem
+        time.sleep(0.5)
+
+
 def _stopped_by_marker(client, cluster):
     marker = client.get(etcd_lock.marker_key(cluster))
     if not marker:
@@ -263,7 +289,10 @@ def _restart_now(s, client, lock, reasons, local, version_change):
     etcd_node.write_json(_fingerprint_path(s), wanted)
     __salt__["service.restart"](svc["name"], no_block=True)
     time.sleep(0.5)  # let systemd stop the old process before asking whether it serves
-    if not etcd_leader.caught_up(client, local, svc["restart_timeout"]):
+    problem = _advertise_peer_urls(s, me, svc["restart_timeout"])
+    # Where this member serves now (it may have moved to https): ask the settings again.
+    local = etcd_settings.local_endpoint(__salt__["etcd_cluster.settings"](), me)
+    if problem or not etcd_leader.caught_up(client, local, svc["restart_timeout"]):
         others = etcd_settings.client(s, me, _others(s, me))
         record = {"member": me, "reasons": reasons, "time": time.time()}
         try:
@@ -278,8 +307,9 @@ def _restart_now(s, client, lock, reasons, local, version_change):
             pass
         return {
             "restarted": False,
-            "comment": f"{me} did not serve and catch up within {svc['restart_timeout']} s after its restart; "
-            "later applies stop until the marker is removed (README: Rolling changes)",
+            "comment": f"{me} did not serve and catch up within {svc['restart_timeout']} s after its restart"
+            f"{f' ({problem})' if problem else ''}; later applies stop until the marker is removed "
+            "(README: Rolling changes)",
         }
     return {
         "restarted": True,

@@ -5,13 +5,19 @@ Members make their private keys locally and send only public keys to the CA mini
 key material: only paths, serials, names and days left.
 """
 
+import json
 import os
 import pwd
 import sys
+import time
 
-for _name in ("etcd_settings", "etcd_releases", "etcd_tls"):
+for _name in ("etcd_settings", "etcd_releases", "etcd_client", "etcd_tls", "etcd_node", "etcd_lock", "etcd_rotation"):
     sys.modules.pop(_name, None)
 
+import etcd_client  # noqa: E402
+import etcd_lock  # noqa: E402
+import etcd_node  # noqa: E402
+import etcd_rotation  # noqa: E402
 import etcd_settings  # noqa: E402
 import etcd_tls  # noqa: E402
 
@@ -138,10 +144,15 @@ def issue(kind):
     return {"kind": kind, "serial": facts["serial"], "days_left": facts["days_left"], "new_key": new_key}
 
 
+def _ca_file(s, what, generation=""):
+    return os.path.join(s["tls"]["ca_dir"], f"{CA_FILES[what]}{generation}")
+
+
 def ca_certs():
     """
-    On the CA minion: the public CA certificates (client CA, peer CA), as PEM text. The
-    formula publishes this to the mine, where members read it.
+    On the CA minion: the CA certificates members trust (client CA, peer CA), as PEM
+    text; during a rotation each is a bundle, the new (signing) CA first, then the one
+    being rotated out. The formula publishes this to the mine, where members read it.
 
     CLI Example:
 
@@ -151,14 +162,220 @@ def ca_certs():
     """
     s = _settings()
     out = {}
-    for what, stem in CA_FILES.items():
-        path = os.path.join(s["tls"]["ca_dir"], f"{stem}.crt")
-        try:
-            with open(path, encoding="ascii") as fh:
-                out[what] = fh.read()
-        except OSError:
-            out[what] = None
+    for what in CA_FILES:
+        texts = []
+        for generation in ("", ".previous"):
+            try:
+                with open(_ca_file(s, what, generation) + ".crt", encoding="ascii") as fh:
+                    texts.append(fh.read())
+            except OSError:
+                continue
+        out[what] = "".join(texts) if texts else None
     return out
+
+
+def _which(which):
+    chosen = list(CA_FILES) if which in ("both", None) else [which]
+    unknown = [w for w in chosen if w not in CA_FILES]
+    if unknown:
+        raise ValueError(f"which={which!r}: use both, client_ca or peer_ca")
+    return chosen
+
+
+def rotate_ca(which="both", cert=None, key=None):
+    """
+    On the CA minion: start a CA rotation. The current CA (``which``: both, client_ca or
+    peer_ca) becomes the previous one, still trusted; a new CA signs from now on: made
+    here, or, with ``tls:generate_ca: false``, the operator's (``cert`` and ``key``:
+    paths on the CA minion). Members then trust both, take new certificates once all
+    trust the new CA, and keep trusting the old one until ``etcd_tls.retire_ca``
+    (README: TLS, CA rotation; ``etcd.orch.rotate_ca`` drives the passes). Refused
+    while an earlier rotation is not retired. Returns fingerprints, never key material.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt ca1 etcd_tls.rotate_ca
+        salt ca1 etcd_tls.rotate_ca peer_ca
+    """
+    s = _settings()
+    t = s["tls"]
+    chosen = _which(which)
+    if not t["generate_ca"] and not (cert and key):
+        raise ValueError("tls:generate_ca is false: give the new CA as cert=<path> key=<path> on this minion")
+    for what in chosen:
+        if os.path.exists(_ca_file(s, what, ".previous") + ".crt"):
+            raise ValueError(f"a rotation of the {what} is not finished: run etcd_tls.retire_ca first")
+        if etcd_tls.load_cert(_ca_file(s, what) + ".crt") is None:
+            raise ValueError(f"no {what} to rotate in {t['ca_dir']}: apply etcd.ca first")
+    if cert and key and len(chosen) != 1:
+        raise ValueError("an operator's CA replaces one CA at a time: which=client_ca or which=peer_ca")
+    out = {}
+    stamp = time.strftime("%Y-%m-%dT%H%M")
+    for what in chosen:
+        base = _ca_file(s, what)
+        previous = etcd_tls.load_cert(base + ".crt")
+        for ext in (".crt", ".key"):
+            os.replace(base + ext, _ca_file(s, what, ".previous") + ext)
+        if cert and key:
+            with open(key, "rb") as fh:
+                etcd_tls.write_private(base + ".key", fh.read())
+            with open(cert, "rb") as fh:
+                etcd_tls.write_public(base + ".crt", fh.read())
+        else:
+            etcd_tls.make_key(base + ".key", t["key_type"])
+            name = f"etcd {what.replace('_ca', '')} CA ({s['cluster']['name']}) {stamp}"  # no comma: RFC 4514
+            etcd_tls.self_signed_ca(base + ".key", base + ".crt", name, t["ca_days_valid"])
+        new = etcd_tls.load_cert(base + ".crt")
+        out[what] = {
+            "new": etcd_tls.fingerprint(new),
+            "new_subject": etcd_tls.facts(new)["subject_cn"],
+            "previous": etcd_tls.fingerprint(previous),
+        }
+    __salt__["mine.send"](MINE_CA, mine_function="etcd_tls.ca_certs")
+    return out
+
+
+def retire_ca(which="both"):
+    """
+    On the CA minion: finish a CA rotation. The previous CA is no longer published, so
+    members stop trusting it on their next apply (a guarded restart each), which they
+    refuse while any member still holds a certificate from it. Reissue the client
+    bundles of other consumers (``etcd.kubernetes``) before this. The previous key is
+    deleted.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt ca1 etcd_tls.retire_ca
+    """
+    s = _settings()
+    out = {}
+    for what in _which(which):
+        crt = _ca_file(s, what, ".previous") + ".crt"
+        previous = etcd_tls.load_cert(crt)
+        if previous is None:
+            continue
+        out[what] = {"retired": etcd_tls.fingerprint(previous)}
+        os.unlink(crt)
+        if os.path.exists(_ca_file(s, what, ".previous") + ".key"):
+            os.unlink(_ca_file(s, what, ".previous") + ".key")
+    if out:
+        __salt__["mine.send"](MINE_CA, mine_function="etcd_tls.ca_certs")
+    return out
+
+
+def record():
+    """
+    This member's TLS record for rotations: the CAs its running etcd trusts (recorded
+    when it started) and the CA that issued each of its certificates, by fingerprint.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt etcd1 etcd_tls.record
+    """
+    s = _settings()
+    started = etcd_node.read_json(os.path.join(s["paths"]["state"], "started.json"))
+    trusts = etcd_node.running_trust(started, etcd_node.wanted(s)) or {}
+    issuers = {
+        kind: etcd_tls.issuer_fingerprint(etcd_settings.tls_path(s, k["cert"]), etcd_settings.tls_path(s, k["ca"]))
+        for kind, k in KINDS.items()
+    }
+    # Whether etcd runs with peer credentials: what turning TLS on for a running cluster
+    # waits for on every member before any listens on https (etcd_migration).
+    peer_tls = bool(((started or {}).get("flags") or {}).get("ETCD_PEER_CERT_FILE"))
+    return {"trusts": trusts, "issuers": issuers, "peer_tls": peer_tls}
+
+
+def _cluster_client(s):
+    return etcd_settings.client(s, __opts__["id"])
+
+
+def records():
+    """
+    Every member's TLS record, as published in etcd, and the live member names.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt etcd1 etcd_tls.records
+    """
+    s = _settings()
+    return _records(s, _cluster_client(s))
+
+
+def _records(s, client):
+    prefix = etcd_rotation.record_prefix(etcd_lock.prefix(s["cluster"]["name"]))
+    got = {}
+    for name, text in client.get_prefix(prefix).items():
+        try:
+            got[name] = json.loads(text)
+        except ValueError:
+            continue
+    names = [m["name"] for m in client.member_list()["members"] if m["name"]]
+    return {"members": names, "records": got}
+
+
+def _reissue_refusal(s, client, current):
+    got = _records(s, client)
+    return etcd_rotation.reissue_refusal(got["records"], got["members"], current)
+
+
+def publish_record():
+    """
+    Publish this member's record (``etcd_tls.record``) in etcd when it differs from what
+    this member published last in this cluster (kept in the state dir). Returns whether
+    it wrote.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt etcd1 etcd_tls.publish_record
+    """
+    s = _settings()
+    mine = record()
+    cache = os.path.join(s["paths"]["state"], "tls-record.json")
+    published = {"cluster_id": __salt__["etcd_cluster.recorded_cluster_id"](), "record": mine}
+    if etcd_node.read_json(cache) == published:  # as published last time, in this cluster: no request
+        return False
+    client = _cluster_client(s)
+    key = etcd_rotation.record_key(etcd_lock.prefix(s["cluster"]["name"]), __opts__["id"])
+    client.put(key, json.dumps(mine, sort_keys=True))
+    etcd_node.write_json(cache, published)
+    return True
+
+
+def rotation():
+    """
+    Where a CA rotation stands, seen from this member: the CAs each trust file holds (the
+    current first), and what blocks the next pass (taking certificates from the new CA;
+    dropping the old one), from every member's record.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt etcd1 etcd_tls.rotation
+    """
+    s = _settings()
+    trust = {w: etcd_tls.fingerprints(etcd_settings.tls_path(s, w)) for w in CA_FILES}
+    got = records()
+    current = {w: fps[0] for w, fps in trust.items() if fps}
+    previous = sorted({fp for fps in trust.values() for fp in fps[1:]})
+    return {
+        "trust": trust,
+        "in_progress": bool(previous),
+        "reissue_blocked_by": etcd_rotation.reissue_refusal(got["records"], got["members"], current),
+        "retire_blocked_by": etcd_rotation.removal_refusal(got["records"], got["members"], previous)
+        if previous
+        else None,
+    }
 
 
 def trusted_cas():
@@ -240,6 +457,18 @@ def client_bundle(directory, cn="etcd-client", user="root"):
         raise RuntimeError(f"no client CA in the mine from {s['tls']['ca_minion']}: apply etcd.ca there first")
     etcd_tls.write_public(ca_path, ca_pem, pw.pw_uid, pw.pw_gid)
     reasons = etcd_tls.judge(cert_path, key_path, ca_path, None, ("clientAuth",), s["tls"]["renew_days"])
+    if reasons == [etcd_tls.PREVIOUS_CA]:
+        # A CA rotation: the old certificate is still trusted; the new CA's only once
+        # every member's running etcd trusts it (asked with this bundle's own certificate).
+        urls, timeout = etcd_settings.client_urls(s), s["service"]["probe_timeout"]
+        client = etcd_client.Client(urls, timeout, ca_path, cert_path, key_path)
+        try:
+            why = _reissue_refusal(s, client, {"client_ca": etcd_tls.fingerprints(ca_path)[0]})
+        except etcd_client.EtcdError as exc:
+            why = f"cannot read the members' TLS records: {exc}"
+        if why:
+            reasons = [f"{etcd_tls.PREVIOUS_CA}, kept until the members trust the new CA: {why}"]
+            return _bundle_facts(ca_path, cert_path, key_path, False, reasons)
     changed = bool(reasons)
     if reasons:
         if not os.path.exists(key_path):
@@ -248,6 +477,10 @@ def client_bundle(directory, cn="etcd-client", user="root"):
             ca_server=s["tls"]["ca_minion"], signing_policy=POLICY["client"], private_key=key_path, CN=cn
         )
         etcd_tls.write_public(cert_path, pem, pw.pw_uid, pw.pw_gid)
+    return _bundle_facts(ca_path, cert_path, key_path, changed, reasons)
+
+
+def _bundle_facts(ca_path, cert_path, key_path, changed, reasons):
     facts = etcd_tls.facts(etcd_tls.load_cert(cert_path))
     return {
         "changed": changed,

@@ -205,17 +205,22 @@ def _join(ret, s, service):
 
 
 def _after_start(s):
-    """Once the member serves: record the cluster ID, drop the one-time bootstrap file.
+    """Once the member serves: the cluster ID recorded, the one-time bootstrap file gone,
+    then its TLS record (for CA rotations and the move to TLS) published in this cluster.
     Runs on every apply, so it asks the cluster only while something is left to do."""
-    if __salt__["etcd_cluster.recorded_cluster_id"]() and not os.path.exists(etcd_node.BOOTSTRAP_ENV):
-        return
-    try:
-        cluster_id = __salt__["etcd_cluster.members"]()["cluster_id"]
-    except Exception:  # noqa: BLE001  (not serving yet: nothing to record)
-        return
-    if __salt__["etcd_cluster.recorded_cluster_id"]() != cluster_id:
-        __salt__["etcd_cluster.record_cluster_id"](cluster_id)
-    etcd_node.drop_bootstrap()
+    if not __salt__["etcd_cluster.recorded_cluster_id"]() or os.path.exists(etcd_node.BOOTSTRAP_ENV):
+        try:
+            cluster_id = __salt__["etcd_cluster.members"]()["cluster_id"]
+        except Exception:  # noqa: BLE001  (not serving yet: nothing to record)
+            return
+        if __salt__["etcd_cluster.recorded_cluster_id"]() != cluster_id:
+            __salt__["etcd_cluster.record_cluster_id"](cluster_id)
+        etcd_node.drop_bootstrap()
+    if etcd_settings.tls_on(s):
+        try:
+            __salt__["etcd_tls.publish_record"]()
+        except etcd_client.EtcdError:
+            pass  # published by the next apply; a rotation waits for it meanwhile
 
 
 def healthy(name, timeout=None):

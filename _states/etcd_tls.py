@@ -8,10 +8,12 @@ key material.
 import os
 import sys
 
-for _name in ("etcd_settings", "etcd_releases", "etcd_tls", "etcd_node"):
+for _name in ("etcd_settings", "etcd_releases", "etcd_client", "etcd_tls", "etcd_node", "etcd_rotation"):
     sys.modules.pop(_name, None)
 
+import etcd_client  # noqa: E402
 import etcd_node  # noqa: E402
+import etcd_rotation  # noqa: E402
 import etcd_settings  # noqa: E402
 import etcd_tls  # noqa: E402
 
@@ -21,9 +23,9 @@ POLICY_GRAIN = "x509_signing_policies"  # x509_v2 reads it through config.get
 MINE_CA = "etcd_ca_certs"
 CA_NAMES = {"client_ca": "etcd client CA", "peer_ca": "etcd peer CA"}
 ROTATION = (
-    "a different CA needs every member restarted; until guarded rolling restarts exist "
-    "(README: TLS, CA rotation) do it by hand: put the new CA next to the old in the trust "
-    "files, restart members one by one, reissue certificates, drop the old CA, restart again"
+    "the CA was replaced outright: members would stop trusting each other's certificates. "
+    "Put the old CA back on the CA minion and rotate instead: salt <ca minion> etcd_tls.rotate_ca "
+    "(README: TLS, CA rotation)"
 )
 
 
@@ -124,9 +126,12 @@ def _etcd_runs(s):
 def trusted(name):
     """
     On a member: the CA certificates it trusts (client CA for the client port, peer CA
-    for the peer port), as the CA minion published them to the mine. A different CA
-    while etcd runs is a rotation and is refused with the procedure: etcd reads its trust
-    files only when it starts, so half the members would trust another CA.
+    for the peer port), as the CA minion published them to the mine; during a CA
+    rotation each is a bundle, the new CA first. etcd reads trust files only when it
+    starts: a change here is followed by a guarded restart (``etcd_cluster.running``).
+    Adding a CA is always safe. Dropping one while etcd runs waits until no member holds
+    a certificate from it (every member's record in etcd); a CA replaced outright,
+    without a rotation, is refused with the procedure.
 
     .. code-block:: yaml
 
@@ -146,10 +151,10 @@ def trusted(name):
             f"apply etcd.ca on {s['tls']['ca_minion']} first (README: TLS)",
         )
         return ret
-    existing = {w: os.path.exists(etcd_settings.tls_path(s, w)) for w in cas}
     would = _write_ca_files(s, cas, test=True)
-    if would and any(existing[w] for w in would) and _etcd_runs(s):
-        ret.update(result=False, comment=f"refusing to replace {', '.join(would.values())}: {ROTATION}")
+    refusal = _trust_change_refusal(s, cas) if would and _etcd_runs(s) else None
+    if refusal:
+        ret.update(result=False, comment=f"not changing {', '.join(would.values())}: {refusal}")
         return ret
     if __opts__["test"] and would:
         ret.update(result=None, comment=f"would write {', '.join(would.values())}", changes={"written": would})
@@ -158,7 +163,26 @@ def trusted(name):
     if written:
         ret["changes"] = {"written": written}
     ret["comment"] = "trusted CAs written" if written else "trusted CAs are current"
+    if written and _etcd_runs(s):
+        ret["comment"] += ": etcd trusts them after its guarded restart (etcd_cluster.running)"
     return ret
+
+
+def _trust_change_refusal(s, cas):
+    """Why the running member must not take the mine's trust now, or None."""
+    old = {w: etcd_tls.fingerprints(etcd_settings.tls_path(s, w)) for w in ("client_ca", "peer_ca")}
+    new = {w: etcd_node.pem_fingerprints(cas[w]) for w in ("client_ca", "peer_ca")}
+    change = etcd_rotation.trust_change(old, new)
+    if any(c["added"] and c["removed"] for c in change.values()):
+        return ROTATION
+    removed = [fp for c in change.values() for fp in c["removed"]]
+    if not removed:
+        return None
+    try:
+        got = __salt__["etcd_tls.records"]()
+    except etcd_client.EtcdError as exc:
+        return f"cannot read the members' TLS records to drop the old CA: {exc}"
+    return etcd_rotation.removal_refusal(got["records"], got["members"], removed)
 
 
 def certificates(name):
@@ -180,6 +204,12 @@ def certificates(name):
     if not plan:
         ret["comment"] = "certificates are current"
         return ret
+    waiting = _rotation_wait(__salt__["etcd_cluster.settings"](), plan)
+    if waiting:
+        plan = {k: v for k, v in plan.items() if k not in waiting["kinds"]}
+        ret["comment"] = f"{', '.join(waiting['kinds'])} wait for the new CA: {waiting['why']}"
+        if not plan:
+            return ret
     if __opts__["test"]:
         ret.update(
             result=None,
@@ -200,8 +230,29 @@ def certificates(name):
     if errors:
         ret.update(result=False, comment="could not issue " + "; ".join(errors))
     else:
-        ret["comment"] = "issued " + ", ".join(sorted(issued))
+        ret["comment"] = "; ".join(filter(None, ["issued " + ", ".join(sorted(issued)), ret["comment"]]))
     return ret
+
+
+def _rotation_wait(s, plan):
+    """During a CA rotation (a trust file holds more than the current CA), certificates
+    come from the new CA only once every member's running etcd trusts it: else
+    {kinds, why} of those that must wait."""
+    current, kinds = {}, []
+    for kind in plan:
+        what = etcd_tls.KINDS[kind]["ca"]
+        fps = etcd_tls.fingerprints(etcd_settings.tls_path(s, what))
+        if len(fps) > 1:
+            current[what] = fps[0]
+            kinds.append(kind)
+    if not kinds:
+        return None
+    try:
+        got = __salt__["etcd_tls.records"]()
+    except etcd_client.EtcdError as exc:
+        return {"kinds": kinds, "why": f"cannot read the members' TLS records: {exc}"}
+    why = etcd_rotation.reissue_refusal(got["records"], got["members"], current)
+    return {"kinds": kinds, "why": why} if why else None
 
 
 def files_installed(name):

@@ -219,6 +219,13 @@ class Client:
         kvs = self.post("/v3/kv/range", {"key": b64(key)}, endpoint).get("kvs", [])
         return unb64(kvs[0].get("value")) if kvs else None
 
+    def get_prefix(self, prefix, keys_only=False, endpoint=None):
+        """{key after the prefix: value} for every key under `prefix`."""
+        end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        body = {"key": b64(prefix), "range_end": b64(end), "keys_only": keys_only}
+        kvs = self.post("/v3/kv/range", body, endpoint).get("kvs", [])
+        return {unb64(kv["key"])[len(prefix) :]: unb64(kv.get("value")) for kv in kvs}
+
 
 def _read_until(resp, until):
     """Read lines of a response until a sample line sorts after `until`."""

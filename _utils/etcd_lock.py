@@ -133,12 +133,7 @@ class Lock:
 
 def pending(client, cluster):
     """Members that announced a restart they still want (their keys live on a lease)."""
-    start = f"{prefix(cluster)}/restart-pending/"
-    end = start[:-1] + chr(ord(start[-1]) + 1)
-    raw = client.post(
-        "/v3/kv/range", {"key": etcd_client.b64(start), "range_end": etcd_client.b64(end), "keys_only": True}
-    )
-    return sorted(etcd_client.unb64(kv["key"])[len(start) :] for kv in raw.get("kvs", []))
+    return sorted(client.get_prefix(f"{prefix(cluster)}/restart-pending/", keys_only=True))
 
 
 def holder(client, cluster):

@@ -1,5 +1,6 @@
 """Facts about the etcd on this node, read from the files it owns (no Salt needed)."""
 
+import base64
 import hashlib
 import json
 import os
@@ -43,17 +44,44 @@ def wanted(settings, env=None):
     `env` when the file is not written yet, as in a dry run), the unit's digest and, with
     TLS, the digest of the trusted CA files."""
     if env is None:
-        env_text = _text(os.path.join(settings["paths"]["config_dir"], "etcd.env"))
-        env = dict(line.split("=", 1) for line in env_text.splitlines() if "=" in line and not line.startswith("#"))
+        env = read_env(settings)
     out = {
         "version": settings["version"],
         "flags": {k: v for k, v in env.items() if not k.startswith("ETCD_INITIAL_")},
         "unit": sha256_text(_text(settings["paths"]["unit"])),
     }
     if env.get("ETCD_TRUSTED_CA_FILE"):
-        trust = _text(env["ETCD_TRUSTED_CA_FILE"]) + _text(env.get("ETCD_PEER_TRUSTED_CA_FILE", ""))
-        out["trust"] = sha256_text(trust)
+        client_ca, peer_ca = _text(env["ETCD_TRUSTED_CA_FILE"]), _text(env.get("ETCD_PEER_TRUSTED_CA_FILE", ""))
+        out["trust"] = sha256_text(client_ca + peer_ca)
+        # Which CAs, by fingerprint: what a CA rotation asks of every member (etcd_rotation).
+        out["trusted"] = {"client_ca": pem_fingerprints(client_ca), "peer_ca": pem_fingerprints(peer_ca)}
     return out
+
+
+PEM_BLOCK = re.compile(r"-----BEGIN CERTIFICATE-----(.+?)-----END CERTIFICATE-----", re.S)
+
+
+def pem_fingerprints(text):
+    """SHA-256 fingerprints (of the DER) of the certificates in a PEM text, in order."""
+    return [hashlib.sha256(base64.b64decode("".join(b.split()))).hexdigest() for b in PEM_BLOCK.findall(text or "")]
+
+
+def running_trust(started, want):
+    """The CAs the running etcd trusts, by fingerprint: as recorded when it started, or,
+    for a start recorded before fingerprints were, the files' when they are unchanged."""
+    if not started:
+        return None
+    if "trusted" in started:
+        return started["trusted"]
+    if started.get("trust") and started.get("trust") == want.get("trust"):
+        return want.get("trusted")
+    return None
+
+
+def read_env(settings):
+    """The ETCD_* flags etcd.env holds now ({} before it is written)."""
+    text = _text(os.path.join(settings["paths"]["config_dir"], "etcd.env"))
+    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line and not line.startswith("#"))
 
 
 def restart_reasons(started, want, running_version):

@@ -13,9 +13,10 @@ import re
 
 try:  # loaded by Salt's loader as `etcd_settings`, or imported directly by unit tests
     import etcd_client
+    import etcd_migration
     import etcd_releases
 except ImportError:  # pragma: no cover
-    from _utils import etcd_client, etcd_releases
+    from _utils import etcd_client, etcd_migration, etcd_releases
 
 # The seed's values (the vendor guide's flags); heartbeat/election in ms.
 DEFAULTS = {
@@ -521,8 +522,19 @@ def peer_url(settings, name):
     return _url(scheme(settings), host_of(settings, name), settings["ports"]["peer"])
 
 
+def member_scheme(settings, name):
+    """The scheme member `name` serves clients on: the pillar's, except while a running
+    cluster moves to TLS (etcd_migration), when the live member list says."""
+    return (settings.get("serving") or {}).get(name) or scheme(settings)
+
+
 def client_url(settings, name):
-    return _url(scheme(settings), host_of(settings, name), settings["ports"]["client"])
+    return _url(member_scheme(settings, name), host_of(settings, name), settings["ports"]["client"])
+
+
+def client_urls_any_scheme(settings, name):
+    """A member's client URL over https, then over http: for a cluster half on TLS."""
+    return [_url(sch, host_of(settings, name), settings["ports"]["client"]) for sch in ("https", "http")]
 
 
 def client_urls(settings):
@@ -533,8 +545,8 @@ def client_urls(settings):
 def local_endpoint(settings, name):
     """Where this member's own formula calls go: loopback when etcd listens there."""
     if settings.get("listen_localhost"):
-        return _url(scheme(settings), "127.0.0.1", settings["ports"]["client"])
-    return _url(scheme(settings), settings["members"][name]["address"], settings["ports"]["client"])
+        return _url(member_scheme(settings, name), "127.0.0.1", settings["ports"]["client"])
+    return _url(member_scheme(settings, name), settings["members"][name]["address"], settings["ports"]["client"])
 
 
 def endpoints(settings, me):
@@ -549,19 +561,24 @@ def initial_cluster(settings, names=None):
 
 
 def flags(settings, name, version=None):
-    """The ETCD_* environment for member `name` (etcd reads every flag from ETCD_<FLAG>)."""
+    """The ETCD_* environment for member `name` (etcd reads every flag from ETCD_<FLAG>).
+
+    While a running cluster moves to TLS, `tls_stage` (set by etcd_cluster.settings)
+    may say `peer-creds`: http URLs, with the peer credentials only (etcd_migration)."""
     s, t = settings, settings["tuning"]
     addr = s["members"][name]["address"]
-    listen_client = [_url(scheme(s), addr, s["ports"]["client"])]
+    peer_creds_only = tls_on(s) and s.get("tls_stage") == etcd_migration.PEER_CREDS
+    sch = "http" if peer_creds_only else scheme(s)
+    listen_client = [_url(sch, addr, s["ports"]["client"])]
     if s.get("listen_localhost"):
-        listen_client.append(_url(scheme(s), "127.0.0.1", s["ports"]["client"]))
+        listen_client.append(_url(sch, "127.0.0.1", s["ports"]["client"]))
     env = {
         "ETCD_NAME": name,
         "ETCD_DATA_DIR": s["paths"]["data"],
         "ETCD_LISTEN_CLIENT_URLS": ",".join(listen_client),
-        "ETCD_ADVERTISE_CLIENT_URLS": client_url(s, name),
-        "ETCD_LISTEN_PEER_URLS": _url(scheme(s), addr, s["ports"]["peer"]),
-        "ETCD_INITIAL_ADVERTISE_PEER_URLS": peer_url(s, name),
+        "ETCD_ADVERTISE_CLIENT_URLS": _url(sch, host_of(s, name), s["ports"]["client"]),
+        "ETCD_LISTEN_PEER_URLS": _url(sch, addr, s["ports"]["peer"]),
+        "ETCD_INITIAL_ADVERTISE_PEER_URLS": _url(sch, host_of(s, name), s["ports"]["peer"]),
         "ETCD_INITIAL_CLUSTER": initial_cluster(s),
         "ETCD_INITIAL_CLUSTER_TOKEN": s["cluster"]["token"],
         # `new` is only ever set by the guarded bootstrap path (a runtime drop-in).
@@ -576,7 +593,13 @@ def flags(settings, name, version=None):
         "ETCD_AUTO_COMPACTION_RETENTION": t["auto_compaction_retention"],
         "ETCD_LOGGER": "zap",
     }
-    if tls_on(s):
+    if peer_creds_only:
+        env.update(
+            ETCD_PEER_CERT_FILE=tls_path(s, "peer_cert"),
+            ETCD_PEER_KEY_FILE=tls_path(s, "peer_key"),
+            ETCD_PEER_TRUSTED_CA_FILE=tls_path(s, "peer_ca"),
+        )
+    elif tls_on(s):
         # Clients and peers trust different CAs: a client certificate (signed by the
         # client CA) cannot speak raft on the peer port. No auto-tls anywhere.
         env.update(

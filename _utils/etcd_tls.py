@@ -10,6 +10,7 @@ import datetime
 import hashlib
 import ipaddress
 import os
+import re
 import tempfile
 
 from cryptography import x509
@@ -83,12 +84,55 @@ def load_key(path):
 
 
 def load_cert(path):
-    """The certificate at `path`, or None when there is none or it does not parse."""
+    """The (first) certificate at `path`, or None when there is none or it does not parse."""
+    certs = load_certs(path)
+    return certs[0] if certs else None
+
+
+PEM_RE = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.S)
+
+
+def parse_certs(pem):
+    """Every certificate in a PEM text (a trust bundle: the current CA first)."""
+    data = pem.encode() if isinstance(pem, str) else pem or b""
+    out = []
+    for block in PEM_RE.findall(data):
+        try:
+            out.append(x509.load_pem_x509_certificate(block))
+        except ValueError:
+            continue
+    return out
+
+
+def load_certs(path):
     try:
         with open(path, "rb") as fh:
-            return x509.load_pem_x509_certificate(fh.read())
-    except (OSError, ValueError):
+            return parse_certs(fh.read())
+    except OSError:
+        return []
+
+
+def fingerprint(cert):
+    """A certificate's SHA-256 fingerprint (hex): how CAs are named in rotation records."""
+    return cert.fingerprint(hashes.SHA256()).hex()
+
+
+def fingerprints(pem_or_path):
+    """Fingerprints of every certificate in a PEM bundle (text) or a bundle file (path)."""
+    if isinstance(pem_or_path, str) and not pem_or_path.lstrip().startswith("-----"):
+        return [fingerprint(c) for c in load_certs(pem_or_path)]
+    return [fingerprint(c) for c in parse_certs(pem_or_path)]
+
+
+def issuer_fingerprint(cert_path, ca_bundle_path):
+    """Which CA of the bundle issued the certificate at cert_path (fingerprint), or None."""
+    cert = load_cert(cert_path)
+    if cert is None:
         return None
+    for ca in load_certs(ca_bundle_path):
+        if issued_by(cert, ca):
+            return fingerprint(ca)
+    return None
 
 
 def public_fingerprint(public_key):
@@ -136,7 +180,10 @@ def issued_by(cert, ca_cert):
 
 
 def judge(cert_path, key_path, ca_path, want_sans=None, want_eku=(), renew_days=30):
-    """Reasons to (re)issue a certificate; empty when it is fine. Local checks only."""
+    """Reasons to (re)issue a certificate; empty when it is fine. Local checks only.
+
+    `ca_path` is a trust bundle, the current (signing) CA first: a certificate from a
+    later CA in it (one being rotated out) gets the reason PREVIOUS_CA."""
     cert = load_cert(cert_path)
     if cert is None:
         return ["no certificate yet"]
@@ -157,10 +204,18 @@ def judge(cert_path, key_path, ca_path, want_sans=None, want_eku=(), renew_days=
             reasons.append("certificate does not belong to the private key")
     except (OSError, ValueError):
         reasons.append("private key missing or unreadable")
-    ca = load_cert(ca_path)
-    if ca is not None and not issued_by(cert, ca):
-        reasons.append("not issued by the trusted CA")
+    cas = load_certs(ca_path)
+    if cas and not issued_by(cert, cas[0]):
+        if any(issued_by(cert, ca) for ca in cas[1:]):
+            reasons.append(PREVIOUS_CA)
+        else:
+            reasons.append("not issued by the trusted CA")
     return reasons
+
+
+# judge()'s reason for a certificate from a CA that is being rotated out: still trusted,
+# so its reissue waits until every member runs trusting the new CA (etcd_rotation).
+PREVIOUS_CA = "issued by the previous CA (rotation)"
 
 
 def san_string(sans):

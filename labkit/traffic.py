@@ -18,8 +18,9 @@ class Traffic:
     """20 writes/s rotating over the members (300 ms per request), and every 100 ms
     whether each member's process serves (/version, 90 ms)."""
 
-    def __init__(self, urls, tag):
-        self.urls, self.tag = urls, tag
+    def __init__(self, urls, tag, tls=None):
+        """`tls`: (ca, cert, key) files of a client bundle, for https URLs."""
+        self.urls, self.tag, self.tls = urls, tag, tuple(tls or ())
         self.acked, self.samples = [], []
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._write), threading.Thread(target=self._sample)]
@@ -35,7 +36,7 @@ class Traffic:
             t.join()
 
     def _write(self):
-        c = etcd_client.Client(self.urls, 0.3)
+        c = etcd_client.Client(self.urls, 0.3, *self.tls)
         i = 0
         while not self._stop.is_set():
             key = f"/roll/{self.tag}/{i:06d}"
@@ -48,7 +49,7 @@ class Traffic:
             self._stop.wait(0.05)
 
     def _sample(self):
-        c = etcd_client.Client(self.urls, 0.09)
+        c = etcd_client.Client(self.urls, 0.09, *self.tls)
         while not self._stop.is_set():
             row = []
             for url in self.urls:
@@ -68,23 +69,28 @@ class Traffic:
         return max((row.count(False) for row in self.samples), default=0)
 
 
-def urls(lab, names=MEMBERS):
-    return [f"http://{lab.ip(n)}:2379" for n in names]
+def urls(lab, names=MEMBERS, scheme="http"):
+    return [f"{scheme}://{lab.ip(n)}:2379" for n in names]
 
 
 def assert_no_loss(lab, traffic, names=MEMBERS):
-    """Every acknowledged write is stored, and the members `names` agree on the data."""
-    c = etcd_client.Client(urls(lab, names), 2)
+    """Every acknowledged write is stored, and the members `names` agree on the data
+    (etcdctl's `endpoint hashkv` at one revision, run on etcd1)."""
+    scheme = traffic.urls[0].split("://")[0]
+    c = etcd_client.Client(urls(lab, names, scheme), 2, *traffic.tls)
     start = f"/roll/{traffic.tag}/"
-    end = start[:-1] + chr(ord(start[-1]) + 1)
-    raw = c.post("/v3/kv/range", {"key": etcd_client.b64(start), "range_end": etcd_client.b64(end), "keys_only": True})
-    stored = {etcd_client.unb64(kv["key"]) for kv in raw.get("kvs", [])}
-    lost = [k for k, _ in traffic.acked if k not in stored]
+    stored = set(c.get_prefix(start, keys_only=True))
+    lost = [k for k, _ in traffic.acked if k[len(start) :] not in stored]
     assert traffic.acked and not lost, f"{len(lost)} acknowledged writes lost of {len(traffic.acked)}"
-    return len(traffic.acked)
     # The gateway maps Hash and HashKV to one path: ask etcdctl for the members' hashkv.
     rev = int(c.post("/v3/kv/range", {"key": etcd_client.b64("/")})["header"]["revision"])
-    eps = ",".join(urls(lab, names))
-    out = lab.exec("etcd1", "etcdctl", f"--endpoints={eps}", "endpoint", "hashkv", f"--rev={rev}", "-w", "json").stdout
-    hashkv = {e["Endpoint"]: e["HashKV"]["hash"] for e in json.loads(out)}
+    eps = ",".join(urls(lab, names, scheme))
+    # Endpoints through the environment: the TLS wrapper sets ETCDCTL_ENDPOINTS, and etcdctl
+    # refuses a flag that shadows it.
+    proc = lab.exec(
+        "etcd1", "env", f"ETCDCTL_ENDPOINTS={eps}", "etcdctl", "endpoint", "hashkv", f"--rev={rev}", "-w", "json"
+    )
+    assert proc.returncode == 0, proc.stderr
+    hashkv = {e["Endpoint"]: e["HashKV"]["hash"] for e in json.loads(proc.stdout)}
     assert len(hashkv) == len(names) and len(set(hashkv.values())) == 1, hashkv
+    return len(traffic.acked)

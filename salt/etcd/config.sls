@@ -72,11 +72,12 @@ etcd-config-unit-module-run:
 
 # The settings this apply rendered, for the scheduled health check: the minion daemon's
 # in-memory pillar stays as it was until a pillar refresh, and the check must judge the
-# cluster the node actually runs.
+# cluster the node actually runs. Without the runtime keys of a move to TLS (where each
+# member serves meanwhile), which change from one apply to the next.
 etcd-config-settings-file-serialize:
   file.serialize:
     - name: {{ etcd.paths.config_dir }}/formula-settings.json
-    - dataset: {{ etcd | json }}
+    - dataset: {{ salt['etcd_cluster.settings'](runtime=False) | json }}
     - serializer: json
     - user: root
     - group: {{ etcd.group }}

@@ -5,6 +5,7 @@ both ports with separate client and peer CAs, keys that never travel, renewal in
 import datetime
 import json
 import subprocess
+import sys
 import time
 
 import pytest
@@ -15,6 +16,10 @@ from cryptography.x509.oid import NameOID
 from results import MEMBERS, by_id, changed, ok, set_site, wipe
 
 from labkit.preflight import REPO
+from labkit.traffic import Traffic, assert_no_loss, urls
+
+sys.path.insert(0, str(REPO / "_utils"))
+import etcd_client  # noqa: E402
 
 CA = "ca1"
 PKI = "/etc/etcd/pki"
@@ -43,25 +48,59 @@ def tls_site(lab, name, enabled=True):
     return site
 
 
-def test_turning_tls_on_for_a_running_plain_cluster_is_refused(lab):
+def test_turning_tls_on_for_a_running_plain_cluster_loses_no_write(lab, tmp_path):
     lab.salt(CA, "saltutil.sync_all")
     wipe(lab, MEMBERS)
-    lab.set_site(tls_site(lab, "tlsplain", enabled=False))
+    set_site(lab, tls_site(lab, "tlsplain", enabled=False))
     ret = apply(lab, MEMBERS)
     for name in MEMBERS:
         ok(ret[name])
-    lab.set_site(tls_site(lab, "tlsplain", enabled=True))
+    assert lab.exec("etcd1", "etcdctl", "put", "/tls/before", "plain").returncode == 0
+    set_site(lab, tls_site(lab, "tlsplain", enabled=True))
     ok(apply(lab, CA, sls="etcd.ca")[CA])
-    before = lab.digest("etcd1")
-    first = apply(lab, "etcd1")["etcd1"][0]
-    assert first["result"] is False
-    assert "etcd:tls:enabled" in first["comment"] and "Turning TLS on for a running cluster" in first["comment"]
-    assert lab.digest("etcd1") == before
-    assert "http://" in lab.exec("etcd1", "cat", "/etc/etcd/etcd.env").stdout
+    lab.exec("etcd4", "rm", "-rf", "/etc/etcd-client")
+    salt(lab, "etcd4", "etcd_tls.client_bundle", "/etc/etcd-client", "cn=storageos")
+    bundle = _host_bundle(lab, tmp_path, "migration")
+    # A client that follows the switch: each member over https and over http.
+    either = [u for n in MEMBERS for u in (*urls(lab, [n], "https"), *urls(lab, [n]))]
+    with Traffic(either, "to-tls", tls=bundle) as traffic:
+        # Pass 1: peer credentials on every member, every URL still http.
+        ret = apply(lab, MEMBERS)
+        for name in MEMBERS:
+            running = by_id(ok(ret[name]))["etcd-service-running-etcd_cluster-running"]
+            assert "ETCD_PEER_CERT_FILE" in str(running["changes"]["restarted"]["reasons"]), running
+            env = dict(
+                line.split("=", 1)
+                for line in lab.exec(name, "cat", "/etc/etcd/etcd.env").stdout.split("\n")
+                if "=" in line
+            )
+            assert env["ETCD_PEER_CERT_FILE"] and "ETCD_CERT_FILE" not in env, env
+            for flag in ("ETCD_LISTEN_PEER_URLS", "ETCD_LISTEN_CLIENT_URLS", "ETCD_ADVERTISE_CLIENT_URLS"):
+                assert "https://" not in env[flag], env
+        # Pass 2: each member on https on both ports, its peer URL updated in the cluster.
+        ret = apply(lab, MEMBERS)
+        for name in MEMBERS:
+            running = by_id(ok(ret[name]))["etcd-service-running-etcd_cluster-running"]
+            assert "ETCD_LISTEN_PEER_URLS" in str(running["changes"]["restarted"]["reasons"]), running
+    acked = assert_no_loss(lab, traffic)
+    listing = salt(lab, "etcd2", "etcd_cluster.members")["etcd2"]["members"]
+    assert all(u.startswith("https://") for m in listing for u in m["peer_urls"] + m["client_urls"]), listing
+    code, _ = curl(lab, "etcd3", f"http://{lab.ip('etcd1')}:2379/version")
+    assert code != "200"  # plain http is refused now
+    assert lab.exec("etcd3", "etcdctl", "get", "--print-value-only", "/tls/before").stdout.strip() == "plain"
+    ret = apply(lab, MEMBERS)
+    for name in MEMBERS:
+        assert changed(ok(ret[name])) == [], ret[name]
+    assert salt(lab, "etcd1", "etcd_cluster.healthy")["etcd1"]["healthy"] is True
+    print(
+        f"TLS on for a running cluster: {acked} acknowledged writes, none lost, longest gap {traffic.longest_gap():.2f} s"
+    )
+    wipe(lab, MEMBERS)
 
 
 @pytest.fixture(scope="module")
 def tls(lab):
+    lab.salt(CA, "saltutil.sync_all")  # the CA minion is no member: the lab syncs members only
     wipe(lab, MEMBERS)
     set_site(lab, tls_site(lab, "tlslab"))
     ok(apply(lab, CA, sls="etcd.ca")[CA])
@@ -253,6 +292,93 @@ def test_client_bundle_for_the_storage_operator(tls):
     assert "b3Zlci1tdGxz" in body, body  # base64("over-mtls")
     again = salt(tls, "etcd4", "etcd_tls.client_bundle", "/etc/etcd-client", "cn=storageos")["etcd4"]
     assert again["changed"] is False and again["serial"] == got["serial"]
+
+
+def _host_bundle(tls, tmp_path, tag):
+    """The storage operator's bundle from etcd4, copied to the host for a writer there."""
+    out = []
+    for fname in ("etcd-client-ca.crt", "etcd-client.crt", "etcd-client.key"):
+        dst = tmp_path / f"{tag}-{fname}"
+        dst.write_text(tls.exec("etcd4", "cat", f"/etc/etcd-client/{fname}", check=True).stdout)
+        dst.chmod(0o600)
+        out.append(str(dst))
+    return out
+
+
+def _pids(tls):
+    return {n: tls.exec(n, "systemctl", "show", "-p", "MainPID", "--value", "etcd").stdout.strip() for n in MEMBERS}
+
+
+def _client_accepted(tls, ca, cert, key):
+    try:
+        etcd_client.Client(urls(tls, ["etcd2"], "https"), 3, ca, cert, key).put("/tls/rotation-probe", "x")
+    except etcd_client.EtcdError:
+        return False
+    return True
+
+
+def test_ca_rotation_loses_no_write_and_keeps_old_clients_until_retired(tls, tmp_path):
+    old = _host_bundle(tls, tmp_path, "old")  # issued before the rotation (previous test)
+    tls.exec("etcd1", "bash", "-c", f"mkdir -p /root/old-peer && cp {PKI}/peer.crt {PKI}/peer.key /root/old-peer/")
+    rotated = salt(tls, CA, "etcd_tls.rotate_ca")[CA]
+    assert sorted(rotated) == ["client_ca", "peer_ca"], rotated
+    assert all(r["new"] != r["previous"] for r in rotated.values())
+    again = salt(tls, CA, "etcd_tls.rotate_ca")[CA]  # one rotation at a time
+    assert "retire_ca first" in str(again), again
+    # A consumer that already trusts both CAs, with its old certificate.
+    both = tmp_path / "both-ca.crt"
+    both.write_text(salt(tls, "etcd1", "etcd_tls.trusted_cas")["etcd1"]["client_ca"])  # the mine's bundle
+    with Traffic(urls(tls, MEMBERS, "https"), "rotate-1", tls=(str(both), old[1], old[2])) as traffic:
+        # Pass 1, on all members at once: trust both; one guarded restart each; no new certificate yet.
+        ret = apply(tls, MEMBERS)
+        for name in MEMBERS:
+            states = by_id(ok(ret[name]))
+            assert "trusted CA changed" in str(states["etcd-service-running-etcd_cluster-running"]["changes"])
+            assert "wait for the new CA" in states["etcd-tls-certificates-etcd_tls-certificates"]["comment"]
+            assert tls.exec(name, "grep", "-c", "BEGIN CERT", f"{PKI}/client-ca.crt").stdout.strip() == "2"
+        view = salt(tls, "etcd1", "etcd_tls.rotation")["etcd1"]
+        assert view["in_progress"] and view["reissue_blocked_by"] is None, view
+        assert "still come from the CA being dropped" in view["retire_blocked_by"], view
+        # The consumer's bundle: both CAs, a certificate from the new one.
+        bundle = salt(tls, "etcd4", "etcd_tls.client_bundle", "/etc/etcd-client", "cn=storageos")["etcd4"]
+        assert bundle["changed"] is True, bundle
+        pids = _pids(tls)
+        # Pass 2: certificates from the new CA, read by etcd per handshake: no restart.
+        ret = apply(tls, MEMBERS)
+        for name in MEMBERS:
+            issued = by_id(ok(ret[name]))["etcd-tls-certificates-etcd_tls-certificates"]["changes"]["issued"]
+            assert sorted(issued) == ["admin", "peer", "server"]
+            status = salt(tls, name, "etcd_tls.status")[name]
+            assert _serials(tls, name) == [status[f"{PKI}/server.crt"]["serial"], status[f"{PKI}/peer.crt"]["serial"]]
+            assert rotated["client_ca"]["new_subject"] in status[f"{PKI}/server.crt"]["issuer"]
+            assert rotated["peer_ca"]["new_subject"] in status[f"{PKI}/peer.crt"]["issuer"]
+        assert _pids(tls) == pids
+        assert _client_accepted(tls, str(both), old[1], old[2])  # the old CA is still trusted
+    acked, gap = assert_no_loss(tls, traffic), traffic.longest_gap()
+    new = _host_bundle(tls, tmp_path, "new")
+    ok_retire = salt(tls, CA, "etcd_tls.retire_ca")[CA]
+    assert sorted(ok_retire) == ["client_ca", "peer_ca"], ok_retire
+    with Traffic(urls(tls, MEMBERS, "https"), "rotate-3", tls=new) as traffic:
+        # Pass 3: the old CA dropped; one guarded restart each.
+        ret = apply(tls, MEMBERS)
+        for name in MEMBERS:
+            states = by_id(ok(ret[name]))
+            assert "trusted CA changed" in str(states["etcd-service-running-etcd_cluster-running"]["changes"])
+            assert tls.exec(name, "grep", "-c", "BEGIN CERT", f"{PKI}/client-ca.crt").stdout.strip() == "1"
+    acked, gap = acked + assert_no_loss(tls, traffic), max(gap, traffic.longest_gap())
+    assert not _client_accepted(tls, str(both), old[1], old[2])  # the old client certificate: refused
+    assert _client_accepted(tls, *new)
+    refused = tls.exec(
+        "etcd1", "curl", "-s", "-o", "/dev/null", "--cacert", f"{PKI}/peer-ca.crt",
+        "--cert", "/root/old-peer/peer.crt", "--key", "/root/old-peer/peer.key", f"https://{tls.ip('etcd2')}:2380/members",
+    )  # fmt: skip
+    assert refused.returncode != 0  # an old peer certificate no longer speaks to a peer
+    tls.exec("etcd1", "rm", "-rf", "/root/old-peer")
+    ret = apply(tls, MEMBERS)
+    for name in MEMBERS:
+        assert changed(ok(ret[name])) == [], ret[name]
+    assert salt(tls, "etcd1", "etcd_cluster.healthy")["etcd1"]["healthy"] is True
+    print(f"CA rotation: {acked} acknowledged writes, none lost, longest gap {gap:.2f} s")
 
 
 def test_files_mode_installs_checked_files_and_refuses_wrong_ones(tls, site):

@@ -5,6 +5,7 @@ import ipaddress
 import os
 import stat
 
+import etcd_node
 import etcd_settings
 import etcd_tls
 import pytest
@@ -127,3 +128,19 @@ def test_each_reason_to_reissue(tmp_path):
     client, ckey = _leaf(tmp_path, ca, "client", SANS, eku=(ExtendedKeyUsageOID.CLIENT_AUTH,))
     assert "extended key usage lacks serverAuth" in etcd_tls.judge(client, ckey, ca[1], SANS, EKU, 30)
     assert etcd_tls.judge(str(tmp_path / "none.crt"), key, ca[1], SANS, EKU, 30) == ["no certificate yet"]
+
+
+def test_a_trust_bundle_names_the_previous_ca_and_fingerprints_match(tmp_path):
+    new, old = _ca(tmp_path, "new-ca"), _ca(tmp_path, "old-ca")
+    bundle = tmp_path / "bundle.crt"
+    bundle.write_text(open(new[1]).read() + open(old[1]).read())  # the current CA first
+    from_old, key = _leaf(tmp_path, old, "server", SANS)
+    assert etcd_tls.judge(from_old, key, str(bundle), SANS, EKU, 30) == [etcd_tls.PREVIOUS_CA]
+    from_new, key2 = _leaf(tmp_path, new, "server2", SANS)
+    assert etcd_tls.judge(from_new, key2, str(bundle), SANS, EKU, 30) == []
+    fps = etcd_tls.fingerprints(str(bundle))
+    assert fps == [etcd_tls.fingerprint(etcd_tls.load_cert(new[1])), etcd_tls.fingerprint(etcd_tls.load_cert(old[1]))]
+    assert etcd_node.pem_fingerprints(bundle.read_text()) == fps  # the node's view, without cryptography
+    assert etcd_tls.issuer_fingerprint(from_old, str(bundle)) == fps[1]
+    stranger = _ca(tmp_path, "stranger")
+    assert etcd_tls.issuer_fingerprint(from_old, stranger[1]) is None
