@@ -92,9 +92,7 @@ def test_turning_tls_on_for_a_running_plain_cluster_loses_no_write(lab, tmp_path
     for name in MEMBERS:
         assert changed(ok(ret[name])) == [], ret[name]
     assert salt(lab, "etcd1", "etcd_cluster.healthy")["etcd1"]["healthy"] is True
-    print(
-        f"TLS on for a running cluster: {acked} acknowledged writes, none lost, longest gap {traffic.longest_gap():.2f} s"
-    )
+    print(f"TLS on for a running cluster: {acked} acknowledged writes, none lost, gap {traffic.longest_gap():.2f} s")
     wipe(lab, MEMBERS)
 
 
