@@ -27,6 +27,11 @@ def __virtual__():
     return __virtualname__
 
 
+def _versions():
+    """Binary versions asked in this job (etcd_node.binary_version's memo)."""
+    return __context__.setdefault("etcd_binary_versions", {})
+
+
 def active_version(bin_dir="/usr/local/bin"):
     """
     The version the active ``etcd`` binary reports about itself (None if absent).
@@ -37,7 +42,7 @@ def active_version(bin_dir="/usr/local/bin"):
 
         salt 'etcd*' etcd_install.active_version
     """
-    return etcd_node.binary_version(os.path.join(bin_dir, "etcd"))
+    return etcd_node.binary_version(os.path.join(bin_dir, "etcd"), _versions())
 
 
 def staged(version, install_dir="/opt/etcd"):
@@ -50,7 +55,7 @@ def staged(version, install_dir="/opt/etcd"):
 
         salt 'etcd*' etcd_install.staged 3.5.33
     """
-    return etcd_node.binary_version(os.path.join(install_dir, version, "etcd")) == version
+    return etcd_node.binary_version(os.path.join(install_dir, version, "etcd"), _versions()) == version
 
 
 def fetch(version, url, sha256, install_dir="/opt/etcd"):

@@ -71,9 +71,10 @@ def _wait_serving(s, me, timeout):
     return False
 
 
-def running(name, timeout=None):
+def running(name, timeout=None, enable=True):
     """
-    Start this member's etcd when it is not running, choosing how with
+    Enable the unit for boot (``enable``; enabling never starts anything), and start this
+    member's etcd when it is not running, choosing how with
     ``etcd_cluster.bootstrap_plan``: its data (plain start), a new cluster (only when
     bootstrap is allowed, nobody answers, the data dir is empty and no cluster ID was
     recorded), or joining as a listed, never-started member. Anything else is refused.
@@ -87,16 +88,29 @@ def running(name, timeout=None):
           etcd_cluster.running:
             - name: etcd
     """
-    ret = _ret(name)
     s = __salt__["etcd_cluster.settings"]()
-    me = __opts__["id"]
     service = s["service"]["name"]
+    enabling = enable and not etcd_node.unit_enabled(service)
+    if enabling and not __opts__["test"] and not etcd_node.enable_unit(service):
+        ret = _ret(name)
+        ret.update(result=False, comment=f"systemctl enable {service} failed: see journalctl -u {service}")
+        return ret
+    ret = _start(_ret(name), s, service, timeout)
+    if enabling:
+        ret["changes"] = dict(ret["changes"], enabled=True)
+        if __opts__["test"] and ret["result"] is True:
+            ret.update(result=None, comment=f"would enable {service}; {ret['comment']}")
+    return ret
+
+
+def _start(ret, s, service, timeout):
+    me = __opts__["id"]
     fp_path = os.path.join(s["paths"]["state"], "started.json")
     timeout = timeout or s["service"]["start_timeout"]
     # A dry run writes no files: judge by the flags the settings would write.
     wanted = etcd_node.wanted(s, __salt__["etcd_cluster.env"]() if __opts__["test"] and me in s["members"] else None)
 
-    if __salt__["service.status"](service):
+    if etcd_node.unit_active(service):
         started = etcd_node.read_json(fp_path)
         running_version = __salt__["etcd_cluster.local_version"]()
         reasons = etcd_node.restart_reasons(started, wanted, running_version)

@@ -5,6 +5,7 @@ import sys
 for _name in ("etcd_settings", "etcd_releases", "etcd_node"):
     sys.modules.pop(_name, None)
 
+import etcd_node  # noqa: E402
 import etcd_releases  # noqa: E402
 from salt.exceptions import CommandExecutionError  # noqa: E402
 
@@ -42,7 +43,7 @@ def installed(name, source, checksums=None, install_dir="/opt/etcd", bin_dir="/u
         ret["result"] = False
         ret["comment"] = f"no sha256 known for etcd {name}: add etcd:source:checksums:{name}"
         return ret
-    running = bool(mod["service.status"](service)) if active else False
+    running = etcd_node.unit_active(service) if active else False
     is_staged = mod["etcd_install.staged"](name, install_dir)
     switch = not running
     if __opts__["test"]:
@@ -70,4 +71,49 @@ def installed(name, source, checksums=None, install_dir="/opt/etcd", bin_dir="/u
     except CommandExecutionError as exc:
         ret["result"] = False
         ret["comment"] = str(exc)
+    return ret
+
+
+def account(name, group, home, shell="/usr/sbin/nologin"):
+    """
+    The system user (and its group) etcd runs as. Checked from the passwd and group
+    databases first: an apply with nothing to change costs no subprocess. Otherwise
+    Salt's ``group.present`` and ``user.present`` do the work.
+
+    .. code-block:: yaml
+
+        etcd-install-account:
+          etcd_install.account:
+            - name: etcd
+            - group: etcd
+            - home: /var/lib/etcd
+    """
+    import grp
+    import pwd
+
+    ret = {"name": name, "result": True, "changes": {}, "comment": f"user {name} (group {group}) is present"}
+    try:
+        gr = grp.getgrnam(group)
+        pw = pwd.getpwnam(name)
+        if (pw.pw_gid, pw.pw_dir, pw.pw_shell) == (gr.gr_gid, home, shell):
+            return ret
+    except KeyError:
+        pass
+    steps = (
+        ("group", __states__["group.present"], {"name": group, "system": True}),
+        ("user", __states__["user.present"], {
+            "name": name, "gid": group, "system": True, "home": home, "createhome": False, "shell": shell,
+        }),
+    )  # fmt: skip
+    comments = []
+    for what, state, kwargs in steps:
+        got = state(**kwargs)
+        comments.append(got["comment"])
+        if got["changes"]:
+            ret["changes"][what] = got["changes"]
+        if got["result"] is False or (got["result"] is None and ret["result"] is True):
+            ret["result"] = got["result"]
+        if got["result"] is False:
+            break
+    ret["comment"] = "; ".join(c for c in comments if c)
     return ret

@@ -120,7 +120,7 @@ def _write_ca_files(s, cas, test):
 
 
 def _etcd_runs(s):
-    return bool(__salt__["service.status"](s["service"]["name"])) and etcd_node.has_data(s["paths"]["data"])
+    return etcd_node.unit_active(s["service"]["name"]) and etcd_node.has_data(s["paths"]["data"])
 
 
 def trusted(name):

@@ -19,16 +19,51 @@ def has_etcd(settings):
     return has_data(settings["paths"]["data"]) or os.path.exists(settings["paths"]["unit"])
 
 
-def binary_version(path):
-    """The version an etcd binary reports about itself, or None."""
+def binary_version(path, memo=None):
+    """The version an etcd binary reports about itself, or None. With `memo` (a dict kept
+    for one Salt job: the loader's __context__) asked once per binary file, as an apply
+    asks at render time and again in its states."""
     if not os.access(path, os.X_OK):
         return None
+    st = os.stat(path)
+    ident = (os.path.realpath(path), st.st_ino, st.st_mtime_ns, st.st_size)
+    if memo is not None and ident in memo:
+        return memo[ident]
     try:
         out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10, check=False).stdout
     except (OSError, subprocess.SubprocessError):
         return None
     match = VERSION_RE.search(out)
-    return match.group(1) if match else None
+    version = match.group(1) if match else None
+    if memo is not None:
+        memo[ident] = version
+    return version
+
+
+def unit_active(name):
+    """Whether systemd runs the unit: `systemctl is-active`, without Salt's service module,
+    which also asks systemd whether unit files changed (the formula reloads systemd itself
+    when it writes the unit) and costs ten times as much on every apply."""
+    return _systemctl("is-active", name)
+
+
+def unit_enabled(name):
+    return _systemctl("is-enabled", name)
+
+
+def enable_unit(name):
+    """Enable the unit for boot without reloading systemd: the formula has just reloaded it
+    for the new unit file, and boot reads the links afresh (saves a second reload, about
+    0.2 s of a first apply)."""
+    return _systemctl("enable", name, "--no-reload")
+
+
+def _systemctl(verb, name, *flags):
+    try:
+        cmd = ["systemctl", verb, "--quiet", *flags, name]
+        return subprocess.run(cmd, timeout=30, check=False, capture_output=True).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
 
 
 def _text(path):

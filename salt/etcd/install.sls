@@ -11,23 +11,16 @@ etcd-install-disk-etcd_cluster-disk_checked:
     - require:
       - sls: {{ tplroot }}.validate
 
-etcd-install-group-group-present:
-  group.present:
-    - name: {{ etcd.group }}
-    - system: true
-    - require:
-      - etcd_cluster: etcd-install-disk-etcd_cluster-disk_checked
-
-etcd-install-user-user-present:
-  user.present:
+# The system user etcd runs as, and its group (Salt's group.present and user.present,
+# behind a check of the passwd and group databases that costs nothing on re-runs).
+etcd-install-account-etcd_install-account:
+  etcd_install.account:
     - name: {{ etcd.user }}
-    - gid: {{ etcd.group }}
-    - system: true
+    - group: {{ etcd.group }}
     - home: {{ etcd.paths.data }}
-    - createhome: false
     - shell: /usr/sbin/nologin
     - require:
-      - group: etcd-install-group-group-present
+      - etcd_cluster: etcd-install-disk-etcd_cluster-disk_checked
 
 etcd-install-binaries-etcd_install-installed:
   etcd_install.installed:

@@ -92,6 +92,12 @@ def test_turning_tls_on_for_a_running_plain_cluster_loses_no_write(lab, tmp_path
     for name in MEMBERS:
         assert changed(ok(ret[name])) == [], ret[name]
     assert salt(lab, "etcd1", "etcd_cluster.healthy")["etcd1"]["healthy"] is True
+    # Back to plain HTTP is refused before anything changes.
+    lab.set_site(tls_site(lab, "tlsplain", enabled=False))
+    before = lab.digest("etcd1")
+    first = apply(lab, "etcd1")["etcd1"][0]
+    assert first["result"] is False and "etcd:tls:enabled" in first["comment"], first
+    assert lab.digest("etcd1") == before
     print(f"TLS on for a running cluster: {acked} acknowledged writes, none lost, gap {traffic.longest_gap():.2f} s")
     wipe(lab, MEMBERS)
 
