@@ -46,11 +46,14 @@ etcd-tls-etcdctl-file-managed:
     - contents: |
         #!/bin/sh
         # Managed by Salt (etcd-formula): etcdctl with this member's admin client certificate.
-        : "${ETCDCTL_ENDPOINTS:=https://127.0.0.1:{{ etcd.ports.client }}}"
-        : "${ETCDCTL_CACERT:={{ etcd.tls.dir }}/client-ca.crt}"
-        : "${ETCDCTL_CERT:={{ etcd.tls.dir }}/admin.crt}"
-        : "${ETCDCTL_KEY:={{ etcd.tls.dir }}/admin.key}"
-        export ETCDCTL_ENDPOINTS ETCDCTL_CACERT ETCDCTL_CERT ETCDCTL_KEY
+        # etcdctl refuses a flag that an ETCDCTL_* variable shadows: set each default only
+        # when its flag is not given.
+        has() { case " $ARGS " in *" --$1"*) return 0 ;; esac; return 1; }
+        ARGS="$*"
+        has endpoints || { : "${ETCDCTL_ENDPOINTS:=https://127.0.0.1:{{ etcd.ports.client }}}"; export ETCDCTL_ENDPOINTS; }
+        has cacert || { : "${ETCDCTL_CACERT:={{ etcd.tls.dir }}/client-ca.crt}"; export ETCDCTL_CACERT; }
+        has cert || { : "${ETCDCTL_CERT:={{ etcd.tls.dir }}/admin.crt}"; export ETCDCTL_CERT; }
+        has key || { : "${ETCDCTL_KEY:={{ etcd.tls.dir }}/admin.key}"; export ETCDCTL_KEY; }
         exec {{ etcd.paths.bin }}/etcdctl "$@"
     - require:
       - file: etcd-tls-dir-file-directory

@@ -140,6 +140,8 @@ def test_tls_cluster_forms_with_https_everywhere(tls):
     # etcdctl on a node works without flags (the admin certificate), across members.
     assert tls.exec("etcd1", "etcdctl", "put", "/tls/probe", "over-mtls").returncode == 0
     assert tls.exec("etcd3", "etcdctl", "get", "--print-value-only", "/tls/probe").stdout.strip() == "over-mtls"
+    other = f"--endpoints=https://{tls.ip('etcd2')}:2379"  # a flag instead of the wrapper's default
+    assert tls.exec("etcd1", "etcdctl", other, "endpoint", "health").returncode == 0
     assert salt(tls, "etcd3", "etcd_cluster.healthy")["etcd3"]["healthy"] is True
 
 
