@@ -20,6 +20,7 @@ import etcd_node  # noqa: E402
 import etcd_rotation  # noqa: E402
 import etcd_settings  # noqa: E402
 import etcd_tls  # noqa: E402
+from salt.exceptions import CommandExecutionError  # noqa: E402
 
 __virtualname__ = "etcd_tls"
 
@@ -178,7 +179,7 @@ def _which(which):
     chosen = list(CA_FILES) if which in ("both", None) else [which]
     unknown = [w for w in chosen if w not in CA_FILES]
     if unknown:
-        raise ValueError(f"which={which!r}: use both, client_ca or peer_ca")
+        raise CommandExecutionError(f"which={which!r}: use both, client_ca or peer_ca")
     return chosen
 
 
@@ -203,14 +204,14 @@ def rotate_ca(which="both", cert=None, key=None):
     t = s["tls"]
     chosen = _which(which)
     if not t["generate_ca"] and not (cert and key):
-        raise ValueError("tls:generate_ca is false: give the new CA as cert=<path> key=<path> on this minion")
+        raise CommandExecutionError("tls:generate_ca is false: give the new CA as cert=<path> key=<path>")
     for what in chosen:
         if os.path.exists(_ca_file(s, what, ".previous") + ".crt"):
-            raise ValueError(f"a rotation of the {what} is not finished: run etcd_tls.retire_ca first")
+            raise CommandExecutionError(f"a rotation of the {what} is not finished: run etcd_tls.retire_ca first")
         if etcd_tls.load_cert(_ca_file(s, what) + ".crt") is None:
-            raise ValueError(f"no {what} to rotate in {t['ca_dir']}: apply etcd.ca first")
+            raise CommandExecutionError(f"no {what} to rotate in {t['ca_dir']}: apply etcd.ca first")
     if cert and key and len(chosen) != 1:
-        raise ValueError("an operator's CA replaces one CA at a time: which=client_ca or which=peer_ca")
+        raise CommandExecutionError("an operator's CA replaces one CA at a time: which=client_ca or which=peer_ca")
     out = {}
     stamp = time.strftime("%Y-%m-%dT%H%M")
     for what in chosen:

@@ -440,6 +440,34 @@ def test_bring_your_own_ca(tls):
     assert salt(tls, "etcd1", "etcd_cluster.healthy")["etcd1"]["healthy"] is True
 
 
+def test_bring_your_own_ca_rotates_to_the_operators_next_ca(tls):
+    # As test_bring_your_own_ca left it: the operator's CAs in /etc/pki/byo-ca, generate_ca false.
+    subject = "Example Corp etcd client-ca, next"
+    crt, key = self_signed(subject, 365, ca=True)
+    script = f"umask 077; cat > /root/next-ca.key <<'PEM'\n{key}PEM\ncat > /root/next-ca.crt <<'PEM'\n{crt}PEM"
+    tls.exec(CA, "bash", "-c", script, check=True)
+    refused = salt(tls, CA, "etcd_tls.rotate_ca")[CA]
+    assert "cert=<path> key=<path>" in str(refused), refused
+    rotated = salt(tls, CA, "etcd_tls.rotate_ca", "client_ca", "cert=/root/next-ca.crt", "key=/root/next-ca.key")[CA]
+    assert sorted(rotated) == ["client_ca"], rotated
+    assert tls.exec(CA, "stat", "-c", "%a", "/etc/pki/byo-ca/client-ca.key").stdout.strip() == "600"
+    tls.exec(CA, "rm", "-f", "/root/next-ca.key", "/root/next-ca.crt")
+    for _ in range(2):  # trust both, then certificates from the new CA
+        ret = apply(tls, MEMBERS)
+        for name in MEMBERS:
+            ok(ret[name])
+    status = salt(tls, "etcd2", "etcd_tls.status")["etcd2"]
+    assert "next" in status[f"{PKI}/server.crt"]["issuer"] and "next" in status[f"{PKI}/admin.crt"]["issuer"], status
+    assert "Example Corp etcd peer-ca" in status[f"{PKI}/peer.crt"]["issuer"]  # the peer CA did not change
+    assert sorted(salt(tls, CA, "etcd_tls.retire_ca")[CA]) == ["client_ca"]
+    ret = apply(tls, MEMBERS)
+    for name in MEMBERS:
+        ok(ret[name])
+        assert tls.exec(name, "grep", "-c", "BEGIN CERT", f"{PKI}/client-ca.crt").stdout.strip() == "1"
+    assert salt(tls, "etcd1", "etcd_cluster.healthy")["etcd1"]["healthy"] is True
+    assert tls.exec(CA, "test", "-e", "/etc/pki/byo-ca/client-ca.previous.key").returncode != 0
+
+
 def test_no_private_key_text_in_returns_job_cache_or_logs(tls):
     # Minions and the master log at debug level in the lab; every return was kept above.
     hits = [secret for secret in SECRETS if any(secret in r for r in RETURNS)]
