@@ -79,9 +79,8 @@ def _tls_migration(s):
     settings where each member serves now (``serving``) and the stage this member
     restarts into next (``tls_stage``). A cluster formed with TLS costs one file read."""
     me = __opts__["id"]
-    state_dir = s["paths"]["state"]
-    marker = os.path.join(state_dir, MIGRATION_MARKER)
-    started = etcd_node.read_json(os.path.join(state_dir, "started.json"))
+    marker = os.path.join(s["paths"]["state"], MIGRATION_MARKER)
+    started = etcd_node.read_json(etcd_node.started_path(s))
     if not started or not etcd_node.has_data(s["paths"]["data"]):
         return
     running = etcd_migration.stage_of(started.get("flags"))
@@ -105,14 +104,9 @@ def _tls_migration(s):
     if running != etcd_migration.HTTPS:
         if not __opts__["test"]:
             open(marker, "a").close()
-        parsed = {}
-        for name, text in records.items():
-            try:
-                parsed[name] = json.loads(text)
-            except ValueError:
-                continue
-        names = [m["name"] for m in listing["members"] if m["name"]]
-        s["tls_stage"] = etcd_migration.wanted_stage(running, parsed, names)
+        s["tls_stage"] = etcd_migration.wanted_stage(
+            running, etcd_rotation.parse_records(records), etcd_rotation.member_names(listing)
+        )
     elif etcd_migration.finished(listing):
         os.unlink(marker)
         del s["serving"]
@@ -150,7 +144,7 @@ def validate():
     """
     s = settings()
     report = etcd_settings.validate(_pillar_etcd(), s, __opts__["id"], etcd_node.has_etcd(s))
-    started = etcd_node.read_json(os.path.join(s["paths"]["state"], "started.json")) or {}
+    started = etcd_node.read_json(etcd_node.started_path(s)) or {}
     was = str(started.get("flags", {}).get("ETCD_ADVERTISE_CLIENT_URLS", "")).split("://")[0]
     if was == "https" and not etcd_settings.tls_on(s) and etcd_node.has_data(s["paths"]["data"]):
         report["valid"] = False

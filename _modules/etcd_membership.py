@@ -40,7 +40,7 @@ def _settings():
 def _me_peer_url(s, me):
     if me in s["members"]:
         return etcd_settings.peer_url(s, me)
-    started = etcd_node.read_json(os.path.join(s["paths"]["state"], "started.json")) or {}
+    started = etcd_node.read_json(etcd_node.started_path(s)) or {}
     return started.get("flags", {}).get("ETCD_INITIAL_ADVERTISE_PEER_URLS")
 
 
@@ -237,7 +237,7 @@ def _join_locked(s, me, peer, started, deadline):
         mine = etcd_membership.find(listing, me, peer)
         added = True
     etcd_node.write_bootstrap("existing", etcd_membership.initial_cluster(listing, me, peer))
-    etcd_node.write_json(os.path.join(s["paths"]["state"], "started.json"), etcd_node.wanted(s))
+    etcd_node.write_json(etcd_node.started_path(s), etcd_node.wanted(s))
     __salt__["service.start"](s["service"]["name"], no_block=True)
     local = etcd_settings.local_endpoint(s, me)
     timeout = s["membership"]["join_timeout"]

@@ -39,10 +39,6 @@ def _others(s, me):
     return [etcd_settings.client_url(s, n) for n in s["members"] if n != me]
 
 
-def _fingerprint_path(s):
-    return os.path.join(s["paths"]["state"], "started.json")
-
-
 def plan():
     """
     Whether this member needs a restart and why: the running version (its /version) and
@@ -57,7 +53,7 @@ def plan():
     """
     s = __salt__["etcd_cluster.settings"]()
     wanted = etcd_node.wanted(s)
-    started = etcd_node.read_json(_fingerprint_path(s))
+    started = etcd_node.read_json(etcd_node.started_path(s))
     running = __salt__["etcd_cluster.local_version"]()
     return {"reasons": etcd_node.restart_reasons(started, wanted, running), "running_version": running}
 
@@ -286,7 +282,7 @@ def _restart_now(s, client, lock, reasons, local, version_change):
             os.replace(staged, os.path.join(s["paths"]["config_dir"], "etcd.env"))
     started = time.monotonic()
     wanted = etcd_node.wanted(s)
-    etcd_node.write_json(_fingerprint_path(s), wanted)
+    etcd_node.write_json(etcd_node.started_path(s), wanted)
     __salt__["service.restart"](svc["name"], no_block=True)
     time.sleep(0.5)  # let systemd stop the old process before asking whether it serves
     problem = _advertise_peer_urls(s, me, svc["restart_timeout"])

@@ -11,11 +11,15 @@ import pwd
 import sys
 import time
 
-for _name in ("etcd_settings", "etcd_releases", "etcd_client", "etcd_tls", "etcd_node", "etcd_lock", "etcd_rotation"):
+for _name in (
+    "etcd_settings", "etcd_releases", "etcd_client", "etcd_tls", "etcd_node", "etcd_lock", "etcd_rotation",
+    "etcd_migration",
+):  # fmt: skip
     sys.modules.pop(_name, None)
 
 import etcd_client  # noqa: E402
 import etcd_lock  # noqa: E402
+import etcd_migration  # noqa: E402
 import etcd_node  # noqa: E402
 import etcd_rotation  # noqa: E402
 import etcd_settings  # noqa: E402
@@ -279,8 +283,11 @@ def record():
 
         salt etcd1 etcd_tls.record
     """
-    s = _settings()
-    started = etcd_node.read_json(os.path.join(s["paths"]["state"], "started.json"))
+    return _record(_settings())
+
+
+def _record(s):
+    started = etcd_node.read_json(etcd_node.started_path(s))
     trusts = etcd_node.running_trust(started, etcd_node.wanted(s)) or {}
     issuers = {
         kind: etcd_tls.issuer_fingerprint(etcd_settings.tls_path(s, k["cert"]), etcd_settings.tls_path(s, k["ca"]))
@@ -288,7 +295,7 @@ def record():
     }
     # Whether etcd runs with peer credentials: what turning TLS on for a running cluster
     # waits for on every member before any listens on https (etcd_migration).
-    peer_tls = bool(((started or {}).get("flags") or {}).get("ETCD_PEER_CERT_FILE"))
+    peer_tls = etcd_migration.stage_of((started or {}).get("flags")) != etcd_migration.HTTP
     return {"trusts": trusts, "issuers": issuers, "peer_tls": peer_tls}
 
 
@@ -311,15 +318,8 @@ def records():
 
 
 def _records(s, client):
-    prefix = etcd_rotation.record_prefix(etcd_lock.prefix(s["cluster"]["name"]))
-    got = {}
-    for name, text in client.get_prefix(prefix).items():
-        try:
-            got[name] = json.loads(text)
-        except ValueError:
-            continue
-    names = [m["name"] for m in client.member_list()["members"] if m["name"]]
-    return {"members": names, "records": got}
+    raw = client.get_prefix(etcd_rotation.record_prefix(etcd_lock.prefix(s["cluster"]["name"])))
+    return {"members": etcd_rotation.member_names(client.member_list()), "records": etcd_rotation.parse_records(raw)}
 
 
 def _reissue_refusal(s, client, current):
@@ -340,7 +340,7 @@ def publish_record():
         salt etcd1 etcd_tls.publish_record
     """
     s = _settings()
-    mine = record()
+    mine = _record(s)
     cache = os.path.join(s["paths"]["state"], "tls-record.json")
     published = {"cluster_id": __salt__["etcd_cluster.recorded_cluster_id"](), "record": mine}
     if etcd_node.read_json(cache) == published:  # as published last time, in this cluster: no request

@@ -105,7 +105,7 @@ def running(name, timeout=None, enable=True):
 
 def _start(ret, s, service, timeout):
     me = __opts__["id"]
-    fp_path = os.path.join(s["paths"]["state"], "started.json")
+    fp_path = etcd_node.started_path(s)
     timeout = timeout or s["service"]["start_timeout"]
     # A dry run writes no files: judge by the flags the settings would write.
     wanted = etcd_node.wanted(s, __salt__["etcd_cluster.env"]() if __opts__["test"] and me in s["members"] else None)

@@ -113,6 +113,11 @@ def running_trust(started, want):
     return None
 
 
+def started_path(settings):
+    """Where the formula records what etcd last started with (flags, unit, trust)."""
+    return os.path.join(settings["paths"]["state"], "started.json")
+
+
 def read_env(settings):
     """The ETCD_* flags etcd.env holds now ({} before it is written)."""
     text = _text(os.path.join(settings["paths"]["config_dir"], "etcd.env"))

@@ -16,6 +16,8 @@ Nothing here talks to etcd or Salt; the records come in as dicts:
 ``{"trusts": {"client_ca": [fp, ...], "peer_ca": [...]}, "issuers": {"server": fp, ...}}``.
 """
 
+import json
+
 # Which trust a certificate kind is checked against (etcd_tls.KINDS[kind]["ca"]).
 KIND_CA = {"server": "client_ca", "peer": "peer_ca", "admin": "client_ca"}
 
@@ -26,6 +28,23 @@ def record_key(prefix, name):
 
 def record_prefix(prefix):
     return f"{prefix}/tls/"
+
+
+def parse_records(raw):
+    """{name: record} from the raw values under `record_prefix` ({name: JSON text});
+    a value that does not parse is no record."""
+    out = {}
+    for name, text in raw.items():
+        try:
+            out[name] = json.loads(text)
+        except ValueError:
+            continue
+    return out
+
+
+def member_names(listing):
+    """The names of the started members of a member list (a never-started one has none)."""
+    return [m["name"] for m in listing["members"] if m["name"]]
 
 
 def trust_change(old, new):

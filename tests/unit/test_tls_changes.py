@@ -106,3 +106,10 @@ def test_peer_credentials_stage_renders_http_urls_with_peer_tls_only():
     s["serving"] = {"etcd2": "http"}
     assert etcd_settings.client_url(s, "etcd2") == "http://10.0.0.12:2379"
     assert etcd_settings.client_url(s, "etcd1") == "https://10.0.0.11:2379"
+
+
+def test_records_parse_and_names_come_from_the_listing():
+    raw = {"etcd1": '{"peer_tls": true}', "etcd2": "not json"}
+    assert etcd_rotation.parse_records(raw) == {"etcd1": {"peer_tls": True}}
+    listing = {"members": [{"name": "etcd1"}, {"name": ""}]}
+    assert etcd_rotation.member_names(listing) == ["etcd1"]
