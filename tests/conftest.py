@@ -1,4 +1,8 @@
+import os
+import shutil
 import signal
+import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -22,3 +26,19 @@ def repo():
     from labkit.preflight import REPO
 
     return REPO
+
+
+@pytest.fixture(scope="session")
+def salt_factories_default_root_dir():
+    """One directory per test session for the factories daemons, removed at its end.
+
+    Factories' default is the temp dir itself, where every session would leave a
+    `lab-master_N` (50 MB with debug logs) and a `functional_N` behind for good.
+    KEEP_FACTORIES_DIR=1 keeps it (the master's debug log) for a post-mortem.
+    """
+    root = Path(tempfile.mkdtemp(prefix="etcd-formula-factories-"))
+    yield root
+    if os.environ.get("KEEP_FACTORIES_DIR") == "1":
+        print(f"\nfactories daemons' files kept in {root}")
+    else:
+        shutil.rmtree(root, ignore_errors=True)

@@ -1,9 +1,11 @@
 """The lab fixture leaves nothing behind when setup fails, a test fails, or on Ctrl-C."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -22,7 +24,10 @@ def _new_runs(before):
 @pytest.mark.parametrize("mode", ["fail-setup", "fail", "wait"])
 def test_fixture_cleans_up(mode, tmp_path):
     before = {p.name for p in RUNS.iterdir() if p.is_dir()} if RUNS.exists() else set()
-    env = dict(os.environ, PROBE=mode, LAB_NODES="1")
+    # A temp dir of its own (short: the master's sockets live under it) shows what the
+    # session leaves there.
+    tmp = Path(tempfile.mkdtemp(prefix="td-"))
+    env = dict(os.environ, PROBE=mode, LAB_NODES="1", TMPDIR=str(tmp))
     child = subprocess.Popen(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-s", str(PROBE)],
         env=env,
@@ -47,3 +52,6 @@ def test_fixture_cleans_up(mode, tmp_path):
     assert rc != 0, output  # each mode ends in a failure or an interruption
     state = RunState(dict(state, nodes=state["nodes"]))
     assert lab.leftovers(state) == [], output
+    left = sorted(p.name for p in tmp.iterdir() if not p.name.startswith("pytest-of-"))
+    shutil.rmtree(tmp, ignore_errors=True)
+    assert left == [], f"the session left {left} in its temp dir\n{output}"
