@@ -130,6 +130,25 @@ def test_crash_reports_degraded_and_the_reactor_alerts(cluster, event_listener):
     all_ok_again(cluster, event_listener, time.time())
 
 
+def test_stopped_etcd_is_reported_by_its_own_minion(cluster, event_listener):
+    # etcd down, its node and minion up (stopped, or crash-looping on a bad flag): the
+    # member's own check asks the others and says so.
+    after = time.time()
+    cluster.exec("etcd2", "systemctl", "stop", "etcd")
+    try:
+        _, report = wait_reports(
+            cluster,
+            event_listener,
+            after,
+            lambda v, m, r: m == "etcd2" and v == "degraded" and "etcd2" in codes(r, "member_down"),
+        )[0]
+        assert report["quorum"]["serving"] == 2
+        assert any(e.startswith("listing: ") for e in report["errors"]), report["errors"]
+    finally:
+        cluster.exec("etcd2", "systemctl", "start", "etcd")
+    all_ok_again(cluster, event_listener, time.time())
+
+
 def test_partition_reports_degraded(cluster, event_listener):
     after = time.time()
     cluster.partition("etcd1", "etcd3")

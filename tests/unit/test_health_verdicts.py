@@ -213,3 +213,51 @@ def test_expiring_and_expired_certificates():
         copy.deepcopy(healthy_facts()), settings(), certificates={"/etc/etcd/pki/peer.crt": {"days_left": -1}}
     )
     assert report["verdict"] == "critical"
+
+
+class DownHere:
+    """A client whose requests to this member's own (loopback) endpoint fail, as they do
+    when its etcd is stopped or crash-looping while the minion runs."""
+
+    def __init__(self):
+        self.s = settings()
+
+    def _check(self, endpoint):
+        if endpoint is not None and "127.0.0.1" in endpoint:
+            raise etcd_health.etcd_client.EtcdError(f"{endpoint}: connection refused")
+
+    def member_list(self, endpoint=None):
+        self._check(endpoint)
+        return {"cluster_id": 99, "members": [member(n) for n in IDS]}
+
+    def status(self, endpoint):
+        self._check(endpoint)
+        name = next(n for n, i in IDS.items() if f"10.0.0.{i}:" in endpoint)
+        if name == "etcd1":
+            raise etcd_health.etcd_client.EtcdError(f"{endpoint}: connection refused")
+        return status(name, leader="etcd2")
+
+    def health(self, endpoint):
+        return "127.0.0.1" not in endpoint and "10.0.0.11:" not in endpoint
+
+    def alarms(self, endpoint=None):
+        self._check(endpoint)
+        return []
+
+    def metrics(self, endpoint, until=None):
+        self._check(endpoint)
+        return METRICS
+
+    def version(self, endpoint):
+        self._check(endpoint)
+        return {"etcdserver": "3.5.1", "etcdcluster": "3.5.0"}
+
+
+def test_local_member_down_is_reported_through_the_others():
+    s = settings()
+    facts = etcd_health.gather(DownHere(), s, "etcd1")
+    assert [m["name"] for m in facts["listing"]["members"]] == ["etcd1", "etcd2", "etcd3"]
+    assert any(e.startswith("listing: ") for e in facts["errors"]), facts["errors"]
+    report = verdict(facts, s)
+    assert report["verdict"] == "degraded"
+    assert ("member_down", "etcd1") in codes(report)
