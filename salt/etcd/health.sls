@@ -12,10 +12,11 @@ etcd-health-cluster-etcd_cluster-healthy:
 
 # The scheduled check needs the service, not a healthy cluster: an unhealthy cluster is
 # exactly when its events matter. Masterless (no minion daemon to ask) writes the job
-# to the minion's configuration instead of asking the daemon.
+# to the minion's configuration instead of asking the daemon. etcd_health.scheduled is
+# schedule.present that asks the daemon only when the job is not already as wanted.
 {%- if etcd.health.schedule %}
-etcd-health-schedule-schedule-present:
-  schedule.present:
+etcd-health-schedule-etcd_health-scheduled:
+  etcd_health.scheduled:
     - name: etcd-health
     - function: etcd_cluster.health
     - job_kwargs: {event: true}

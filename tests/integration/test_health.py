@@ -100,6 +100,30 @@ def test_second_apply_keeps_the_schedule_unchanged(cluster):
     assert listed["etcd-health"]["function"] == "etcd_cluster.health"
 
 
+def test_a_changed_interval_reaches_the_live_schedule(cluster):
+    # etcd_health.scheduled answers "correct" from the job's copy of the schedule: a
+    # changed job must still reach the daemon, and be stable afterwards.
+    site = cluster.site()
+    site["etcd"]["health"]["interval"] = INTERVAL + 2
+    set_site(cluster, site)
+    try:
+        ret = cluster.apply(MEMBERS)
+        for name in MEMBERS:
+            assert "etcd-health-schedule-etcd_health-scheduled" in changed(ok(ret[name])), ret[name]
+            listed = cluster.salt(name, "schedule.list", "return_yaml=False")[name]
+            assert listed["etcd-health"]["seconds"] == INTERVAL + 2
+        ret = cluster.apply(MEMBERS)
+        for name in MEMBERS:
+            assert changed(ok(ret[name])) == [], ret[name]
+    finally:
+        site["etcd"]["health"]["interval"] = INTERVAL
+        set_site(cluster, site)
+        ret = cluster.apply(MEMBERS)
+    for name in MEMBERS:
+        assert "etcd-health-schedule-etcd_health-scheduled" in changed(ok(ret[name]))
+        assert cluster.salt(name, "schedule.list", "return_yaml=False")[name]["etcd-health"]["seconds"] == INTERVAL
+
+
 def test_report_runner_shows_the_cluster(cluster):
     out, err = cluster.salt_run("etcd.report", f"cluster={CLUSTER}")
     assert f"cluster {CLUSTER}" in out and ": OK," in out, out + err
