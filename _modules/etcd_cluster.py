@@ -27,7 +27,6 @@ import etcd_migration  # noqa: E402
 import etcd_node  # noqa: E402
 import etcd_rotation  # noqa: E402
 import etcd_settings  # noqa: E402
-import etcd_tls  # noqa: E402
 
 try:
     import salt.utils.secret
@@ -538,6 +537,10 @@ def health(event=False):
 def _certificate_days(s):
     if not etcd_settings.tls_on(s) or s["tls"]["mode"] not in etcd_settings.TLS_MODES:
         return {}
+    # Imported here: it loads cryptography's x509 (about 17 ms), which a cluster without
+    # TLS never needs, and this module is loaded by every apply.
+    import etcd_tls  # pylint: disable=import-outside-toplevel
+
     out = {}
     for what in etcd_tls.CERTS:
         cert = etcd_tls.load_cert(etcd_settings.tls_path(s, what))

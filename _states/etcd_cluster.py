@@ -90,12 +90,13 @@ def running(name, timeout=None, enable=True):
     """
     s = __salt__["etcd_cluster.settings"]()
     service = s["service"]["name"]
-    enabling = enable and not etcd_node.unit_enabled(service)
+    active, enabled = etcd_node.unit_state(service)
+    enabling = enable and not enabled
     if enabling and not __opts__["test"] and not etcd_node.enable_unit(service):
         ret = _ret(name)
         ret.update(result=False, comment=f"systemctl enable {service} failed: see journalctl -u {service}")
         return ret
-    ret = _start(_ret(name), s, service, timeout)
+    ret = _start(_ret(name), s, service, timeout, active)
     if enabling:
         ret["changes"] = dict(ret["changes"], enabled=True)
         if __opts__["test"] and ret["result"] is True:
@@ -103,14 +104,14 @@ def running(name, timeout=None, enable=True):
     return ret
 
 
-def _start(ret, s, service, timeout):
+def _start(ret, s, service, timeout, active):
     me = __opts__["id"]
     fp_path = etcd_node.started_path(s)
     timeout = timeout or s["service"]["start_timeout"]
     # A dry run writes no files: judge by the flags the settings would write.
     wanted = etcd_node.wanted(s, __salt__["etcd_cluster.env"]() if __opts__["test"] and me in s["members"] else None)
 
-    if etcd_node.unit_active(service):
+    if active:
         started = etcd_node.read_json(fp_path)
         running_version = __salt__["etcd_cluster.local_version"]()
         reasons = etcd_node.restart_reasons(started, wanted, running_version)

@@ -47,8 +47,21 @@ def unit_active(name):
     return _systemctl("is-active", name)
 
 
-def unit_enabled(name):
-    return _systemctl("is-enabled", name)
+# What `systemctl is-active` and `is-enabled` answer 0 for.
+ACTIVE_STATES = ("active", "reloading")
+ENABLED_STATES = ("enabled", "enabled-runtime", "static", "alias", "indirect", "generated", "transient")
+
+
+def unit_state(name):
+    """(active, enabled) from one `systemctl show`: each systemctl costs about 15 ms, and
+    `etcd_cluster.running` asks both on every apply."""
+    try:
+        cmd = ["systemctl", "show", "--property=ActiveState,UnitFileState", name]
+        out = subprocess.run(cmd, timeout=30, check=False, capture_output=True, text=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return False, False
+    props = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    return props.get("ActiveState") in ACTIVE_STATES, props.get("UnitFileState") in ENABLED_STATES
 
 
 def enable_unit(name):
