@@ -142,7 +142,22 @@ def validate():
         salt 'etcd*' etcd_cluster.validate
     """
     s = settings()
-    report = etcd_settings.validate(_pillar_etcd(), s, __opts__["id"], etcd_node.has_etcd(s))
+    me = __opts__["id"]
+    report = etcd_settings.validate(_pillar_etcd(), s, me, etcd_node.has_etcd(s))
+    address = ((s.get("members") or {}).get(me) or {}).get("address")
+    if address and not etcd_node.is_local_address(address):
+        # etcd listens on the member's address: on another node's (or a mistyped) one it
+        # would crash-loop, and a running member would be restarted into that.
+        report["valid"] = False
+        mine = [ip for ip in __grains__.get("ipv4", []) + __grains__.get("ipv6", []) if not _loopback(ip)]
+        report["errors"].append(
+            {
+                "key": f"etcd:members:{me}:address",
+                "message": f"{address} is not an address of this node ({me}): etcd could not listen on it",
+                "fix": f"set `etcd:members:{me}:address` to this node's IP"
+                + (f" (it has {', '.join(mine)})" if mine else ""),
+            }
+        )
     started = etcd_node.read_json(etcd_node.started_path(s)) or {}
     was = str(started.get("flags", {}).get("ETCD_ADVERTISE_CLIENT_URLS", "")).split("://")[0]
     if was == "https" and not etcd_settings.tls_on(s) and etcd_node.has_data(s["paths"]["data"]):
@@ -157,6 +172,10 @@ def validate():
             }
         )
     return report
+
+
+def _loopback(ip):
+    return ip.startswith("127.") or ip == "::1" or ip.lower().startswith("fe80:")
 
 
 def config_version():

@@ -1,10 +1,12 @@
 """Facts about the etcd on this node, read from the files it owns (no Salt needed)."""
 
 import base64
+import errno
 import hashlib
 import json
 import os
 import re
+import socket
 import subprocess
 
 VERSION_RE = re.compile(r"etcd Version:\s*(\d+\.\d+\.\d+)")
@@ -17,6 +19,18 @@ def has_data(data_dir):
 
 def has_etcd(settings):
     return has_data(settings["paths"]["data"]) or os.path.exists(settings["paths"]["unit"])
+
+
+def is_local_address(address):
+    """Whether this node can listen on `address`: a UDP socket bound to it (port 0), no
+    packet sent. Only "address not available" says no; any other error is not judged."""
+    family = socket.AF_INET6 if ":" in str(address) else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as sock:
+            sock.bind((str(address), 0))
+    except OSError as exc:
+        return exc.errno != errno.EADDRNOTAVAIL
+    return True
 
 
 def binary_version(path, memo=None):

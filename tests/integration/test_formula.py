@@ -55,6 +55,7 @@ BAD = [
     ("members", {}, "etcd:members"),
     ("members:etcd2:address", "LAB:etcd1", "etcd:members:etcd2:address"),
     ("members:etcd2:address", "etcd2.lan", "etcd:members:etcd2:address"),
+    ("members:etcd1:address", "LAB:unused", "is not an address of this node (etcd1)"),
     ("ports:client", 70000, "etcd:ports:client"),
     ("ports:client", 2380, "etcd:ports:peer"),
     ("advertise", "dns", "etcd:advertise"),
@@ -70,6 +71,8 @@ BAD = [
 def test_bad_pillar_fails_at_the_first_state_and_changes_nothing(lab, site, path, value, expect):
     if value == "LAB:etcd1":
         value = lab.ip("etcd1")
+    elif value == "LAB:unused":  # in the lab's subnet, on no node
+        value = lab.ip("etcd1").rsplit(".", 1)[0] + ".250"
     _set(site, path, value)
     lab.set_site(site)
     before = lab.digest("etcd1")

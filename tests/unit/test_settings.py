@@ -168,3 +168,11 @@ def test_initial_flags_never_count_for_a_restart():
 def test_ipv6_members_get_bracketed_urls():
     s = etcd_settings.merge(with_(members={"etcd1": {"address": "fd00::11"}}), None)
     assert etcd_settings.peer_url(s, "etcd1") == "http://[fd00::11]:2380"
+
+
+def test_a_member_address_must_be_one_of_this_nodes():
+    import etcd_node
+
+    assert etcd_node.is_local_address("127.0.0.1")
+    assert not etcd_node.is_local_address("192.0.2.77")  # TEST-NET-1: on no interface here
+    assert etcd_node.is_local_address("etcd2.lan")  # not an IP: validation says so, not this
