@@ -25,6 +25,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import yaml
+
 from labkit import lab, pillar
 from labkit.session import LabSession, state_results
 from labkit.state import RunState
@@ -146,6 +148,50 @@ def medians(samples):
     return [statistics.median(column) for column in zip(*samples, strict=True)]
 
 
+def static_sls(rendered):
+    """The states `state.show_sls` rendered for one minion, as one plain-YAML SLS file:
+    the same states without the formula's files to fetch, Jinja to compile and includes."""
+    chunks = []
+    for sid, body in rendered.items():
+        for module, args in body.items():
+            if module.startswith("__"):
+                continue
+            function = next(a for a in args if isinstance(a, str))
+            kwargs, order = [], 0
+            for arg in (a for a in args if isinstance(a, dict)):
+                key, value = next(iter(arg.items()))
+                if key == "order":
+                    order = value
+                    continue
+                if key in ("require", "onchanges", "watch"):
+                    value = [r for r in value if "sls" not in r]  # one file: no SLS to require
+                    if not value:
+                        continue
+                kwargs.append({key: value})
+            chunks.append((order, sid, {f"{module}.{function}": kwargs}))
+    return "#!yaml\n" + yaml.safe_dump({sid: body for _, sid, body in sorted(chunks)}, sort_keys=False)
+
+
+def layout(session, api, runs):
+    """Where the second apply's time goes, on etcd1 alone: the formula, the very same states
+    from one static SLS file, and the no-op."""
+    name = "etcd1"
+    rendered = session.salt(name, "state.show_sls", "etcd")[name]
+    (session.state.dir / "extensions" / "lab" / "static.sls").write_text(static_sls(rendered))
+
+    def apply(sls):
+        ret = api.client.cmd([name], "state.apply", [sls], tgt_type="list", timeout=600)
+        changed = [r["__id__"] for r in state_results(ret.get(name, "no return")) if r.get("changes")]
+        assert not changed, (sls, changed)
+
+    apply("lab.static")
+    noop, static, formula = (timed(lambda s=sls: apply(s), runs) for sls in ("lab.noop", "lab.static", "etcd"))
+    print(
+        f"{name} alone: second apply {formula:.2f}s ({formula / noop:.2f}), the same {len(rendered)} states from "
+        f"one static SLS {static:.2f}s ({static / noop:.2f}), no-op {noop:.2f}s"
+    )
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
@@ -184,6 +230,7 @@ def main():
         noop = timed(lambda: api.apply("lab.noop"), args.runs)
         print(f"second apply (zero changes): median {second:.2f}s; no-op state.apply: median {noop:.2f}s")
         print(f"second apply ratio: {second / noop:.2f} (target <= 1.2)")
+        layout(session, api, args.runs)
     finally:
         lab.teardown(state)
 
