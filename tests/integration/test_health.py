@@ -65,6 +65,17 @@ def codes(report, code):
     return [r["member"] for r in report.get("reasons", []) if r["code"] == code]
 
 
+def wait_member_down(cluster, listener, after, down, reporter=None):
+    """(minion, report) of the first degraded report naming `down` member_down, sent by
+    `reporter` when given."""
+    return wait_reports(
+        cluster,
+        listener,
+        after,
+        lambda v, m, r: v == "degraded" and down in codes(r, "member_down") and reporter in (None, m),
+    )[0]
+
+
 def all_ok_again(cluster, listener, after):
     for name in MEMBERS:
         wait_reports(cluster, listener, after, lambda v, m, r, n=name: m == n and v == "ok", timeout=60)
@@ -139,9 +150,7 @@ def test_crash_reports_degraded_and_the_reactor_alerts(cluster, event_listener):
     after = time.time()
     cluster.crash("etcd3")
     try:
-        minion, report = wait_reports(
-            cluster, event_listener, after, lambda v, m, r: v == "degraded" and "etcd3" in codes(r, "member_down")
-        )[0]
+        minion, report = wait_member_down(cluster, event_listener, after, "etcd3")
         assert minion in ("etcd1", "etcd2") and report["quorum"]["serving"] == 2
         # The master's reactor ran the example SLS: etcd.alert fired etcd/<cluster>/alert.
         _, alert = wait_events(cluster, event_listener, after, f"etcd/{CLUSTER}/alert", lambda t, d: True, 30)[0]
@@ -160,12 +169,7 @@ def test_stopped_etcd_is_reported_by_its_own_minion(cluster, event_listener):
     after = time.time()
     cluster.exec("etcd2", "systemctl", "stop", "etcd")
     try:
-        _, report = wait_reports(
-            cluster,
-            event_listener,
-            after,
-            lambda v, m, r: m == "etcd2" and v == "degraded" and "etcd2" in codes(r, "member_down"),
-        )[0]
+        _, report = wait_member_down(cluster, event_listener, after, "etcd2", reporter="etcd2")
         assert report["quorum"]["serving"] == 2
         assert any(e.startswith("listing: ") for e in report["errors"]), report["errors"]
     finally:
@@ -177,12 +181,7 @@ def test_partition_reports_degraded(cluster, event_listener):
     after = time.time()
     cluster.partition("etcd1", "etcd3")
     try:
-        minion, report = wait_reports(
-            cluster,
-            event_listener,
-            after,
-            lambda v, m, r: m == "etcd1" and v == "degraded" and "etcd3" in codes(r, "member_down"),
-        )[0]
+        _, report = wait_member_down(cluster, event_listener, after, "etcd3", reporter="etcd1")
         assert report["quorum"]["serving"] >= 2  # etcd2 still links both: quorum holds
     finally:
         cluster.heal()
