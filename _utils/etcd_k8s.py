@@ -7,6 +7,7 @@ files' contents and writes the result.
 """
 
 import base64
+import ipaddress
 
 try:  # loaded by Salt's loader by name, or imported directly by unit tests
     import etcd_settings
@@ -20,6 +21,11 @@ PORT_NAME = "etcd-client"
 def kv_backend_address(settings):
     """The storage operator's `kvBackend.address`: every member's client URL, comma-separated."""
     return ",".join(etcd_settings.client_urls(settings))
+
+
+def address_type(ip):
+    """An EndpointSlice's addressType for `ip`."""
+    return f"IPv{ipaddress.ip_address(ip).version}"
 
 
 def _meta(k, name, extra_labels=None):
@@ -37,18 +43,26 @@ def manifests(settings, bundle=None):
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": _meta(k, k["service"]),
-        # No selector: Kubernetes does not manage the endpoints; the EndpointSlice below does.
+        # No selector: Kubernetes does not manage the endpoints; the EndpointSlices below do.
         "spec": {"ports": [{"name": PORT_NAME, "port": port, "targetPort": port, "protocol": "TCP"}]},
     }
-    slice_ = {
-        "apiVersion": "discovery.k8s.io/v1",
-        "kind": "EndpointSlice",
-        "metadata": _meta(k, f"{k['service']}-members", {"kubernetes.io/service-name": k["service"]}),
-        "addressType": "IPv4",
-        "ports": [{"name": PORT_NAME, "port": port, "protocol": "TCP"}],
-        "endpoints": [{"addresses": [ip], "conditions": {"ready": True}} for ip in ips],
-    }
-    docs = [service, slice_]
+    docs = [service]
+    # An EndpointSlice holds one address family: IPv4 members in `<service>-members`,
+    # IPv6 members (if any) in `<service>-members-ipv6`.
+    for family, suffix in (("IPv4", ""), ("IPv6", "-ipv6")):
+        addresses = [ip for ip in ips if address_type(ip) == family]
+        if not addresses:
+            continue
+        docs.append(
+            {
+                "apiVersion": "discovery.k8s.io/v1",
+                "kind": "EndpointSlice",
+                "metadata": _meta(k, f"{k['service']}-members{suffix}", {"kubernetes.io/service-name": k["service"]}),
+                "addressType": family,
+                "ports": [{"name": PORT_NAME, "port": port, "protocol": "TCP"}],
+                "endpoints": [{"addresses": [ip], "conditions": {"ready": True}} for ip in addresses],
+            }
+        )
     if k["legacy_endpoints"]:
         docs.append(
             {

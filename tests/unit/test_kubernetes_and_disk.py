@@ -6,6 +6,13 @@ import os
 import etcd_disk
 import etcd_k8s
 import etcd_settings
+import kubernetes_validate
+import pytest
+
+# EndpointSlice discovery.k8s.io/v1 is GA since 1.21: validate against the oldest and the
+# newest schemas kubernetes-validate bundles, strictly (no field Kubernetes would drop).
+SCHEMAS = ("1.25.0", "1.37.0")
+BUNDLE = {"ca": b"CA", "cert": b"CERT", "key": b"KEY"}
 
 
 def settings(**over):
@@ -39,10 +46,44 @@ def test_service_and_endpointslice_agree_on_names_ports_and_addresses():
     assert [e["addresses"][0] for e in eps["endpoints"]] == ["10.0.0.11", "10.0.0.12", "10.0.0.13"]
 
 
+@pytest.mark.parametrize(
+    "addresses",
+    [
+        ["10.0.0.11", "10.0.0.12", "10.0.0.13"],
+        ["fd00::11", "fd00::12", "fd00::13"],
+        ["10.0.0.11", "fd00::12", "10.0.0.13"],
+    ],
+    ids=["ipv4", "ipv6", "mixed"],
+)
+@pytest.mark.parametrize("version", SCHEMAS)
+def test_every_object_passes_the_kubernetes_schema(addresses, version):
+    members = {f"etcd{i}": {"address": a} for i, a in enumerate(addresses, 1)}
+    s = settings(members=members, kubernetes={"legacy_endpoints": True})
+    docs = etcd_k8s.manifests(s, BUNDLE)
+    for doc in docs:
+        kubernetes_validate.validate(doc, version, strict=True)  # raises ValidationError
+    slices = [d for d in docs if d["kind"] == "EndpointSlice"]
+    # One slice per address family, each holding exactly that family's members.
+    assert sorted((d["addressType"], len(d["endpoints"])) for d in slices) == sorted(
+        (f, sum(etcd_k8s.address_type(a) == f for a in addresses))
+        for f in {etcd_k8s.address_type(a) for a in addresses}
+    )
+    assert len({d["metadata"]["name"] for d in slices}) == len(slices)
+    listed = [e["addresses"][0] for d in slices for e in d["endpoints"]]
+    assert sorted(listed) == sorted(addresses)
+
+
+def test_a_broken_object_fails_the_schema():
+    # The validator is no rubber stamp: the same check refuses what Kubernetes would.
+    eps = etcd_k8s.manifests(settings())[1]
+    eps["endpoints"][0]["addresses"] = "10.0.0.11"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(eps, SCHEMAS[-1], strict=True)
+
+
 def test_legacy_endpoints_are_marked_and_the_secret_has_the_operator_keys():
     s = settings(kubernetes={"legacy_endpoints": True, "namespace": "kube-storage"})
-    bundle = {"ca": b"CA", "cert": b"CERT", "key": b"KEY"}
-    docs = {d["kind"]: d for d in etcd_k8s.manifests(s, bundle)}
+    docs = {d["kind"]: d for d in etcd_k8s.manifests(s, BUNDLE)}
     assert docs["Endpoints"]["metadata"]["labels"]["endpointslice.kubernetes.io/skip-mirror"] == "true"
     assert {d["metadata"]["namespace"] for d in docs.values()} == {"kube-storage"}
     data = docs["Secret"]["data"]
@@ -59,6 +100,19 @@ def test_kubernetes_and_preflight_mistakes_name_their_key():
     report = etcd_settings.validate({"cluster": {"name": "lab"}, **bad}, s, "etcd1")
     keys = {e["key"] for e in report["errors"]}
     assert {"etcd:kubernetes:namespace", "etcd:preflight:mode"} <= keys
+
+
+def test_service_name_and_kubernetes_minion_are_checked():
+    bad = {"kubernetes": {"service": "1etcd", "minion": ["k8s1"]}}
+    report = etcd_settings.validate({"cluster": {"name": "lab"}, **bad}, settings(**bad), "etcd1")
+    assert {"etcd:kubernetes:service", "etcd:kubernetes:minion"} <= {e["key"] for e in report["errors"]}
+
+
+def test_a_consumer_is_validated_without_being_a_member():
+    s = settings(kubernetes={"minion": "k8s1"})
+    assert etcd_settings.validate({"cluster": {"name": "lab"}}, s, "k8s1", as_member=False)["valid"] is True
+    as_member = etcd_settings.validate({"cluster": {"name": "lab"}}, s, "k8s1")
+    assert [e["key"] for e in as_member["errors"]] == ["etcd:members"]
 
 
 def test_preflight_short_form_sets_the_mode():
