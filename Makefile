@@ -10,6 +10,8 @@ APT_PACKAGES := systemd-container iproute2 gzip tar
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
+	@# kubectl for the lab test of `kubernetes:apply` (this kind of machine has one already).
+	@command -v kubectl >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kubernetes-client >/dev/null; }
 	@# apt-get download (artifacts) needs the package lists.
 	@apt-cache show etcd-server >/dev/null 2>&1 || apt-get update -qq
 

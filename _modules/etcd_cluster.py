@@ -131,21 +131,24 @@ def applied_settings():
         return None
 
 
-def validate():
+def validate(member=True):
     """
     Check this minion's settings; errors and warnings name the pillar key and the fix.
+    ``member=False`` checks them for a consumer of the cluster (the Kubernetes minion):
+    the same rules, without those about this minion being a member.
 
     CLI Example:
 
     .. code-block:: bash
 
         salt 'etcd*' etcd_cluster.validate
+        salt k8s-master1 etcd_cluster.validate member=False
     """
     s = settings()
     me = __opts__["id"]
-    report = etcd_settings.validate(_pillar_etcd(), s, me, etcd_node.has_etcd(s))
+    report = etcd_settings.validate(_pillar_etcd(), s, me, etcd_node.has_etcd(s), as_member=member)
     address = ((s.get("members") or {}).get(me) or {}).get("address")
-    if address and not etcd_node.is_local_address(address):
+    if member and address and not etcd_node.is_local_address(address):
         # etcd listens on the member's address: on another node's (or a mistyped) one it
         # would crash-loop, and a running member would be restarted into that.
         report["valid"] = False

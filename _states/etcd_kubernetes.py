@@ -4,6 +4,7 @@ With TLS the file holds a Secret with a client bundle whose key was made on this
 the file is mode 0600 and its content never appears in a return.
 """
 
+import hashlib
 import os
 import shutil
 import subprocess
@@ -18,6 +19,8 @@ import etcd_tls  # noqa: E402
 import yaml  # noqa: E402
 
 __virtualname__ = "etcd_kubernetes"
+# Beside the manifest: the sha256 of the content kubectl last applied without error.
+APPLIED = ".applied"
 
 
 def __virtual__():
@@ -26,10 +29,12 @@ def __virtual__():
 
 def manifests(name, path=None):
     """
-    Write the site's Service, EndpointSlice (and legacy Endpoints when asked) and, with
-    TLS, the client-bundle Secret to ``kubernetes:manifest`` (or ``path``), mode 0600.
-    With ``kubernetes:apply`` and kubectl on this minion, ``kubectl apply -f`` it when it
-    changed.
+    Write the site's Service, EndpointSlice(s) (and legacy Endpoints when asked) and, with
+    TLS, the client-bundle Secret to ``kubernetes:manifest`` (or ``path``), mode 0600, on
+    the minion named in ``kubernetes:minion`` (refused elsewhere). With
+    ``kubernetes:apply`` and kubectl on this minion, ``kubectl apply -f`` it until
+    kubectl has applied this very content once: a failed apply, or kubectl installed
+    later, is retried by the next run.
 
     .. code-block:: yaml
 
@@ -41,6 +46,19 @@ def manifests(name, path=None):
     k = s["kubernetes"]
     path = path or k["manifest"]
     ret = {"name": path, "result": True, "changes": {}, "comment": ""}
+    me = __opts__["id"]
+    if k["minion"] and k["minion"] != me:
+        ret.update(
+            result=False,
+            comment=f"etcd:kubernetes:minion is {k['minion']}, not {me}: apply etcd.kubernetes on {k['minion']},"
+            f" or name {me} there",
+        )
+        return ret
+    report = __salt__["etcd_cluster.validate"](member=False)
+    if not report["valid"]:
+        errors = "; ".join(f"{e['key']}: {e['message']} ({e['fix']})" for e in report["errors"])
+        ret.update(result=False, comment=f"invalid pillar, nothing written: {errors}")
+        return ret
     test = __opts__["test"]
     bundle = None
     notes = []
@@ -59,27 +77,45 @@ def manifests(name, path=None):
     docs = etcd_k8s.manifests(s, bundle)
     text = "# Managed by Salt (etcd-formula). Holds a client key when TLS is on: keep it 0600.\n"
     text += yaml.safe_dump_all(docs, sort_keys=False, default_flow_style=False)
-    current = open(path, encoding="utf-8").read() if os.path.exists(path) else None
+    digest = hashlib.sha256(text.encode()).hexdigest()
+    current = _read(path) == text
+    kubectl = shutil.which(k["kubectl"]) if k["apply"] else None
+    applied = _read(path + APPLIED) == digest
     objects = [f"{d['kind']}/{d['metadata']['namespace']}/{d['metadata']['name']}" for d in docs]
-    if current == text:
-        ret["comment"] = f"{path} is current ({', '.join(objects)})"
+    if k["apply"] and not kubectl and not applied:
+        notes.append(f"kubernetes:apply is on but {k['kubectl']} is not on this minion: apply {path} by hand")
+    if current and (applied or not kubectl):
+        ret["comment"] = "; ".join([f"{path} is current ({', '.join(objects)})", *notes])
         return ret
     if test:
-        ret.update(result=None, comment=f"would write {path}: {', '.join(objects)}", changes={"objects": objects})
+        what = [] if current else [f"write {path}: {', '.join(objects)}"]
+        what += ["kubectl apply it"] if kubectl else []
+        ret.update(result=None, comment="would " + " and ".join(what), changes={"objects": objects})
         return ret
-    os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
-    etcd_tls.write_private(path, text.encode(), 0, 0, 0o600)
-    ret["changes"] = {"written": path, "objects": objects}
-    if k["apply"]:
-        kubectl = shutil.which(k["kubectl"])
-        if not kubectl:
-            notes.append(f"kubernetes:apply is on but {k['kubectl']} is not on this minion: apply {path} by hand")
-        else:
-            cmd = [kubectl, "apply", "-f", path] + (["--kubeconfig", k["kubeconfig"]] if k["kubeconfig"] else [])
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
-            if proc.returncode != 0:
-                ret.update(result=False, comment=f"kubectl apply failed: {proc.stderr.strip()[-500:]}")
-                return ret
-            ret["changes"]["kubectl"] = proc.stdout.strip().splitlines()
-    ret["comment"] = "; ".join([f"wrote {path}", *notes])
+    if not current:
+        os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+        etcd_tls.write_private(path, text.encode(), 0, 0, 0o600)
+        ret["changes"] = {"written": path, "objects": objects}
+        notes.insert(0, f"wrote {path}")
+    if kubectl:
+        cmd = [kubectl, "apply", "-f", path] + (["--kubeconfig", k["kubeconfig"]] if k["kubeconfig"] else [])
+        # No stdin: kubectl asks for a user name when the kubeconfig has no credentials.
+        proc = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120, check=False)
+        if proc.returncode != 0:
+            error = proc.stderr.strip()[-500:] or proc.stdout.strip()[-500:]
+            ret.update(
+                result=False, comment="; ".join([*notes, f"kubectl apply failed (the next run retries): {error}"])
+            )
+            return ret
+        etcd_tls.write_private(path + APPLIED, digest.encode(), 0, 0, 0o600)
+        ret["changes"]["kubectl"] = proc.stdout.strip().splitlines()
+    ret["comment"] = "; ".join(notes)
     return ret
+
+
+def _read(path):
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return fh.read()
+    except FileNotFoundError:
+        return None

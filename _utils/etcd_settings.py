@@ -204,11 +204,12 @@ def _int(findings, key, value, low, high, fix):
     return value
 
 
-def validate(pillar_etcd, settings, minion_id, node_has_etcd=False):
+def validate(pillar_etcd, settings, minion_id, node_has_etcd=False, as_member=True):
     """Check merged settings before anything changes; return {valid, errors, warnings}.
 
     `node_has_etcd`: the node holds etcd data or a unit. A minion that does, but is no
     longer a member, is *leaving* (handled by membership changes), not misconfigured.
+    `as_member=False`: a consumer of the cluster (the Kubernetes minion), never a member.
     """
     f = Findings()
     schema = dict(DEFAULTS)
@@ -255,7 +256,7 @@ def validate(pillar_etcd, settings, minion_id, node_has_etcd=False):
         f.warn(
             "members", f"{len(members)} members tolerate no more failures than {len(members) - 1}", "use an odd count"
         )
-    if members and minion_id not in members and not node_has_etcd:
+    if as_member and members and minion_id not in members and not node_has_etcd:
         f.error(
             "members",
             f"this minion ({minion_id}) is not a member and holds no etcd data",
@@ -409,6 +410,10 @@ def _validate_k8s_and_preflight(settings, f):
     for key in ("namespace", "service", "secret"):
         if not K8S_NAME.match(str(k.get(key) or "")):
             f.error(f"kubernetes:{key}", f"{k.get(key)!r} is not a Kubernetes name", "lower case, digits and '-'")
+    if not str(k.get("service") or "a")[0].isalpha():  # a Service name is a DNS-1035 label
+        f.error("kubernetes:service", f"{k.get('service')!r} must start with a letter", "e.g. storageos-etcd")
+    if k.get("minion") is not None and not (isinstance(k["minion"], str) and k["minion"]):
+        f.error("kubernetes:minion", f"{k['minion']!r} is not a minion ID", "name the minion that writes the manifests")
     for key in ("legacy_endpoints", "apply"):
         if not isinstance(k.get(key), bool):
             f.error(f"kubernetes:{key}", f"must be true or false, not {k.get(key)!r}", f"set `etcd:kubernetes:{key}`")

@@ -8,6 +8,7 @@ client bundle; it is not an etcd member.
 import base64
 import json
 
+import kubernetes_validate
 import pytest
 import yaml
 from results import MEMBERS, by_id, changed, form_cluster, ok, set_site, wipe
@@ -18,6 +19,16 @@ CA = "ca1"
 WRITER = "etcd4"
 MANIFEST = "/etc/etcd-formula/kubernetes/etcd.yaml"
 BUNDLE = "/etc/etcd-client"
+STATE = "etcd-kubernetes-manifests-etcd_kubernetes-manifests"
+# A kubeconfig whose API server refuses connections: kubectl runs for real and says so.
+KUBECONFIG = "/etc/etcd-formula/kubernetes/unreachable.kubeconfig"
+KUBECONFIG_TEXT = """apiVersion: v1
+kind: Config
+clusters: [{name: none, cluster: {server: "https://127.0.0.1:1"}}]
+contexts: [{name: none, context: {cluster: none, user: none}}]
+users: [{name: none, user: {token: lab}}]
+current-context: none
+"""
 
 
 def k8s_site(lab, **kubernetes):
@@ -42,7 +53,14 @@ def k8s(lab):
 
 def manifest_docs(lab):
     text = lab.exec(WRITER, "cat", MANIFEST, check=True).stdout
-    return {d["kind"]: d for d in yaml.safe_load_all(text) if d}
+    docs = [d for d in yaml.safe_load_all(text) if d]
+    for doc in docs:  # Kubernetes' own schema, strict: no field it would drop
+        kubernetes_validate.validate(doc, "1.37.0", strict=True)
+    return {d["kind"]: d for d in docs}
+
+
+def kubernetes_state(lab, minion=WRITER):
+    return by_id(lab.apply(minion, sls="etcd.kubernetes")[minion])[STATE]
 
 
 def test_manifests_match_the_live_cluster(k8s):
@@ -81,6 +99,54 @@ def test_legacy_endpoints_only_when_asked_and_never_mirrored(k8s):
     set_site(k8s, k8s_site(k8s))
     ok(k8s.apply(WRITER, sls="etcd.kubernetes")[WRITER])
     assert "Endpoints" not in manifest_docs(k8s)
+
+
+def test_kubectl_applies_only_when_asked_and_there(k8s):
+    k8s.exec(WRITER, "bash", "-c", f"cat > {KUBECONFIG} <<'EOF'\n{KUBECONFIG_TEXT}EOF", check=True)
+    marker = f"{MANIFEST}.applied"
+    try:
+        # apply off: kubectl is never run (it would fail against this kubeconfig).
+        set_site(k8s, k8s_site(k8s, kubeconfig=KUBECONFIG))
+        state = kubernetes_state(k8s)
+        assert state["result"] is True and "kubectl" not in state["changes"], state
+        # apply on, kubectl there: it runs, its own error comes back, the manifest stays
+        # written, and nothing is recorded as applied, so the next run tries again.
+        set_site(k8s, k8s_site(k8s, kubeconfig=KUBECONFIG, apply=True))
+        for _ in range(2):
+            state = kubernetes_state(k8s)
+            assert state["result"] is False, state
+            assert "kubectl apply failed (the next run retries)" in state["comment"], state["comment"]
+            assert "127.0.0.1:1" in state["comment"] and "connection refused" in state["comment"], state["comment"]
+            assert k8s.exec(WRITER, "test", "-e", marker).returncode == 1
+        assert k8s.exec(WRITER, "stat", "-c", "%a", MANIFEST).stdout.strip() == "600"
+        assert "Service" in manifest_docs(k8s)
+        # apply on, no kubectl on the minion: the file is kept current, the operator told.
+        set_site(k8s, k8s_site(k8s, kubeconfig=KUBECONFIG, apply=True, kubectl="/nonexistent/kubectl"))
+        state = kubernetes_state(k8s)
+        assert state["result"] is True and state["changes"] == {}, state
+        assert "/nonexistent/kubectl is not on this minion: apply" in state["comment"], state["comment"]
+    finally:
+        set_site(k8s, k8s_site(k8s))
+        k8s.exec(WRITER, "rm", "-f", KUBECONFIG)
+
+
+def test_manifests_are_written_only_on_the_chosen_minion(k8s):
+    state = kubernetes_state(k8s, "etcd1")
+    assert state["result"] is False
+    assert f"etcd:kubernetes:minion is {WRITER}, not etcd1" in state["comment"], state["comment"]
+    assert k8s.exec("etcd1", "test", "-e", MANIFEST).returncode == 1
+    assert k8s.exec("etcd1", "test", "-e", BUNDLE).returncode == 1
+
+
+def test_bad_kubernetes_pillar_writes_nothing(k8s):
+    before = k8s.exec(WRITER, "sha256sum", MANIFEST, check=True).stdout
+    set_site(k8s, k8s_site(k8s, namespace="Storage_OS"))
+    try:
+        state = kubernetes_state(k8s)
+    finally:
+        set_site(k8s, k8s_site(k8s))
+    assert state["result"] is False and "etcd:kubernetes:namespace" in state["comment"], state
+    assert k8s.exec(WRITER, "sha256sum", MANIFEST, check=True).stdout == before
 
 
 def test_kv_backend_address_connects_with_the_bundle(k8s):
@@ -128,3 +194,13 @@ def test_enforced_preflight_with_an_impossible_threshold_refuses_the_install(k8s
     set_site(k8s, site)
     states = by_id(k8s.apply(WRITER, "test=True")[WRITER])
     assert states["etcd-install-disk-etcd_cluster-disk_checked"]["result"] is None
+    # warn: the same figures are a warning, and the install goes ahead.
+    try:
+        states = by_id(k8s.apply(WRITER, sls="etcd.install")[WRITER])
+        disk = states["etcd-install-disk-etcd_cluster-disk_checked"]
+        assert disk["result"] is True and disk["comment"].startswith("disk too slow for etcd: fdatasync p50"), disk
+        assert disk["warnings"] == [disk["comment"]]
+        assert states["etcd-install-binaries-etcd_install-installed"]["result"] is True
+        assert k8s.exec(WRITER, "/usr/local/bin/etcd", "--version").stdout.startswith("etcd Version: 3.5.1")
+    finally:
+        k8s.exec(WRITER, "rm", "-rf", "/opt/etcd", *(f"/usr/local/bin/{b}" for b in ("etcd", "etcdctl", "etcdutl")))
