@@ -49,6 +49,7 @@ def _summary(name, by_minion, now):
                 "version": row["version"],
                 "db_size": row["db_size"],
                 "db_pct": row["db_pct"],
+                "db_in_use_pct": row.get("db_in_use_pct"),
                 "lag": row["lag"],
                 "alarms": alarms,
                 "cert_days": min(days) if days else None,
@@ -94,7 +95,7 @@ def _table(clusters):
             f"cluster version {(c.get('versions') or {}).get('cluster') or '-'}, "
             f"report by {c['reported_by']} {c['report_age_s']} s ago"
         )
-        head = ("MEMBER", "SERVING", "LEADER", "VERSION", "DB", "DB%", "LAG", "ALARMS", "CERT DAYS", "OWN CHECK")
+        head = ("MEMBER", "SERVING", "LEADER", "VERSION", "DB", "DB%", "IN USE%", "LAG", "ALARMS", "CERT DAYS", "OWN CHECK")
         rows = [head]
         for m in c["members"]:
             rows.append(
@@ -105,6 +106,7 @@ def _table(clusters):
                     m["version"] or "-",
                     _human(m["db_size"]),
                     "-" if m["db_pct"] is None else f"{m['db_pct']:.1f}",
+                    "-" if m.get("db_in_use_pct") is None else f"{m['db_in_use_pct']:.1f}",
                     "-" if m["lag"] is None else str(m["lag"]),
                     ",".join(m["alarms"]) or "-",
                     "-" if m["cert_days"] is None else str(m["cert_days"]),

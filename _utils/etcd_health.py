@@ -241,6 +241,8 @@ def assess(facts, settings, certificates=None):
             "db_size": st.get("db_size"),
             "db_in_use": st.get("db_size_in_use"),
             "db_pct": round(100.0 * st["db_size"] / quota, 1) if st and quota else None,
+            # In use vs size: what a defragmentation would give back after a compaction.
+            "db_in_use_pct": round(100.0 * st["db_size_in_use"] / quota, 1) if st and quota else None,
             "lag": None,
         }
         if st:

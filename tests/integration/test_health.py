@@ -144,6 +144,8 @@ def test_report_runner_shows_the_cluster(cluster):
     assert parsed["verdict"] == "ok"
     assert sorted(m["name"] for m in parsed["members"]) == MEMBERS
     assert sum(m["leader"] for m in parsed["members"]) == 1
+    assert "IN USE%" in out
+    assert all(0 < m["db_in_use_pct"] <= m["db_pct"] for m in parsed["members"]), parsed["members"]
 
 
 def test_crash_reports_degraded_and_the_reactor_alerts(cluster, event_listener):

@@ -45,14 +45,14 @@ def member(name, learner=False, started=True):
     }
 
 
-def status(name, leader="etcd1", index=100, db=100_000):
+def status(name, leader="etcd1", index=100, db=100_000, in_use=None):
     return {
         "cluster_id": 99,
         "member_id": IDS[name],
         "leader": IDS[leader] if leader else 0,
         "version": "3.5.1",
         "db_size": db,
-        "db_size_in_use": db,
+        "db_size_in_use": db if in_use is None else in_use,
         "raft_term": 3,
         "raft_index": index,
         "raft_applied_index": index,
@@ -97,6 +97,14 @@ def test_healthy_cluster_is_ok_with_quota_from_metrics():
     assert report["quota_bytes"] == 1048576
     assert {m["name"]: m["db_pct"] for m in report["members"]}["etcd2"] == pytest.approx(9.5, abs=0.1)
     assert report["quorum"] == {"voters": 3, "serving": 2 + 1, "needed": 2}
+
+
+def test_in_use_share_of_the_quota_is_reported_beside_the_size():
+    # After a compaction the file keeps its size; the in-use share shows what a defrag frees.
+    facts = healthy_facts()
+    facts["members"][IDS["etcd2"]]["status"] = status("etcd2", db=800_000, in_use=200_000)
+    row = {m["name"]: m for m in verdict(facts)["members"]}["etcd2"]
+    assert (row["db_pct"], row["db_in_use_pct"]) == (pytest.approx(76.3, abs=0.1), pytest.approx(19.1, abs=0.1))
 
 
 def test_one_member_down_is_degraded_and_names_it():
