@@ -97,13 +97,13 @@ etcd:
   # a Service without selector, an EndpointSlice of the members, and with TLS a Secret
   # holding the client bundle (made on that minion; list it in tls:bundle_minions).
   kubernetes:
-    minion: null                 # CHANGE: e.g. a control-plane node with kubectl
+    minion: null                 # CHANGE: e.g. a control-plane node with kubectl (refused elsewhere)
     namespace: storageos
     service: storageos-etcd
     secret: storageos-etcd-client
     legacy_endpoints: false      # also a v1 Endpoints, marked not to be mirrored
     manifest: /etc/etcd-formula/kubernetes/etcd.yaml   # mode 0600: holds the client key
     bundle_dir: /etc/etcd-client
-    apply: false                 # kubectl apply -f the manifest when it changed
+    apply: false                 # kubectl apply -f until this content is applied (retried after a failure)
     kubectl: kubectl
     kubeconfig: null
