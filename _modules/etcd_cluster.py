@@ -7,26 +7,24 @@ gateway client in ``_utils/etcd_client.py``.
 import concurrent.futures
 import json
 import os
-import sys
 import time
 
-# Synced _utils modules are imported by name: drop cached copies so that a
-# `saltutil.sync_all` takes effect in a long-running minion.
-for _name in (
-    "etcd_settings", "etcd_releases", "etcd_client", "etcd_node", "etcd_health", "etcd_tls", "etcd_disk", "etcd_k8s",
-    "etcd_lock", "etcd_migration", "etcd_rotation",
-):  # fmt: skip
-    sys.modules.pop(_name, None)
+import etcd_fresh
 
-import etcd_client  # noqa: E402
-import etcd_disk  # noqa: E402
-import etcd_health  # noqa: E402
-import etcd_k8s  # noqa: E402
-import etcd_lock  # noqa: E402
-import etcd_migration  # noqa: E402
-import etcd_node  # noqa: E402
-import etcd_rotation  # noqa: E402
-import etcd_settings  # noqa: E402
+# One shared copy of each synced _utils module, all replaced after a sync (etcd_fresh).
+etcd_client, etcd_disk, etcd_health, etcd_k8s, etcd_lock, etcd_migration, etcd_node, etcd_rotation, etcd_settings = (
+    etcd_fresh.load(
+        "etcd_client",
+        "etcd_disk",
+        "etcd_health",
+        "etcd_k8s",
+        "etcd_lock",
+        "etcd_migration",
+        "etcd_node",
+        "etcd_rotation",
+        "etcd_settings",
+    )
+)
 
 try:
     import salt.utils.secret

@@ -7,15 +7,13 @@ links switch in one rename each, so a crash never leaves a half-written binary.
 
 import os
 import shutil
-import sys
 import tarfile
 import tempfile
 
-for _name in ("etcd_settings", "etcd_releases", "etcd_node"):
-    sys.modules.pop(_name, None)
+import etcd_fresh
 
-import etcd_node  # noqa: E402
-import etcd_releases  # noqa: E402
+# One shared copy of each synced _utils module, all replaced after a sync (etcd_fresh).
+etcd_node, etcd_releases = etcd_fresh.load("etcd_node", "etcd_releases")
 from salt.exceptions import CommandExecutionError  # noqa: E402
 
 __virtualname__ = "etcd_install"

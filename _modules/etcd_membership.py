@@ -9,18 +9,14 @@ members only (a learner refuses member and lock calls), after the quorum rules o
 import concurrent.futures
 import os
 import shutil
-import sys
 import time
 
-for _name in ("etcd_settings", "etcd_client", "etcd_node", "etcd_lock", "etcd_leader", "etcd_membership"):
-    sys.modules.pop(_name, None)
+import etcd_fresh
 
-import etcd_client  # noqa: E402
-import etcd_leader  # noqa: E402
-import etcd_lock  # noqa: E402
-import etcd_membership  # noqa: E402
-import etcd_node  # noqa: E402
-import etcd_settings  # noqa: E402
+# One shared copy of each synced _utils module, all replaced after a sync (etcd_fresh).
+etcd_client, etcd_leader, etcd_lock, etcd_membership, etcd_node, etcd_settings = etcd_fresh.load(
+    "etcd_client", "etcd_leader", "etcd_lock", "etcd_membership", "etcd_node", "etcd_settings"
+)
 
 __virtualname__ = "etcd_membership"
 

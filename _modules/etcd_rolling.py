@@ -10,23 +10,23 @@ leaves a marker in etcd: later applies stop and say why.
 
 import json
 import os
-import sys
 import time
 
-for _name in (
-    "etcd_settings", "etcd_releases", "etcd_client", "etcd_node", "etcd_lock", "etcd_upgrade", "etcd_leader",
-    "etcd_snapshot",
-):  # fmt: skip
-    sys.modules.pop(_name, None)
+import etcd_fresh
 
-import etcd_client  # noqa: E402
-import etcd_leader  # noqa: E402
-import etcd_lock  # noqa: E402
-import etcd_node  # noqa: E402
-import etcd_releases  # noqa: E402
-import etcd_settings  # noqa: E402
-import etcd_snapshot  # noqa: E402
-import etcd_upgrade  # noqa: E402
+# One shared copy of each synced _utils module, all replaced after a sync (etcd_fresh).
+etcd_client, etcd_leader, etcd_lock, etcd_node, etcd_releases, etcd_settings, etcd_snapshot, etcd_upgrade = (
+    etcd_fresh.load(
+        "etcd_client",
+        "etcd_leader",
+        "etcd_lock",
+        "etcd_node",
+        "etcd_releases",
+        "etcd_settings",
+        "etcd_snapshot",
+        "etcd_upgrade",
+    )
+)
 
 __virtualname__ = "etcd_rolling"
 

@@ -8,22 +8,14 @@ key material: only paths, serials, names and days left.
 import json
 import os
 import pwd
-import sys
 import time
 
-for _name in (
-    "etcd_settings", "etcd_releases", "etcd_client", "etcd_tls", "etcd_node", "etcd_lock", "etcd_rotation",
-    "etcd_migration",
-):  # fmt: skip
-    sys.modules.pop(_name, None)
+import etcd_fresh
 
-import etcd_client  # noqa: E402
-import etcd_lock  # noqa: E402
-import etcd_migration  # noqa: E402
-import etcd_node  # noqa: E402
-import etcd_rotation  # noqa: E402
-import etcd_settings  # noqa: E402
-import etcd_tls  # noqa: E402
+# One shared copy of each synced _utils module, all replaced after a sync (etcd_fresh).
+etcd_client, etcd_lock, etcd_migration, etcd_node, etcd_rotation, etcd_settings, etcd_tls = etcd_fresh.load(
+    "etcd_client", "etcd_lock", "etcd_migration", "etcd_node", "etcd_rotation", "etcd_settings", "etcd_tls"
+)
 from salt.exceptions import CommandExecutionError  # noqa: E402
 
 __virtualname__ = "etcd_tls"

@@ -6,15 +6,12 @@ through ``etcd_rolling.restart``: the one guarded path, one member at a time clu
 """
 
 import os
-import sys
 import time
 
-for _name in ("etcd_settings", "etcd_releases", "etcd_client", "etcd_node"):
-    sys.modules.pop(_name, None)
+import etcd_fresh
 
-import etcd_client  # noqa: E402
-import etcd_node  # noqa: E402
-import etcd_settings  # noqa: E402
+# One shared copy of each synced _utils module, all replaced after a sync (etcd_fresh).
+etcd_client, etcd_node, etcd_settings = etcd_fresh.load("etcd_client", "etcd_node", "etcd_settings")
 
 __virtualname__ = "etcd_cluster"
 

@@ -1,12 +1,9 @@
 """State: etcd installed at a version, verified by checksum, switched atomically."""
 
-import sys
+import etcd_fresh
 
-for _name in ("etcd_settings", "etcd_releases", "etcd_node"):
-    sys.modules.pop(_name, None)
-
-import etcd_node  # noqa: E402
-import etcd_releases  # noqa: E402
+# One shared copy of each synced _utils module, all replaced after a sync (etcd_fresh).
+etcd_node, etcd_releases = etcd_fresh.load("etcd_node", "etcd_releases")
 from salt.exceptions import CommandExecutionError  # noqa: E402
 
 __virtualname__ = "etcd_install"

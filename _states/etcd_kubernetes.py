@@ -8,15 +8,12 @@ import hashlib
 import os
 import shutil
 import subprocess
-import sys
 
-for _name in ("etcd_settings", "etcd_k8s", "etcd_tls"):
-    sys.modules.pop(_name, None)
+import etcd_fresh
+import yaml
 
-import etcd_k8s  # noqa: E402
-import etcd_settings  # noqa: E402
-import etcd_tls  # noqa: E402
-import yaml  # noqa: E402
+# One shared copy of each synced _utils module, all replaced after a sync (etcd_fresh).
+etcd_k8s, etcd_settings, etcd_tls = etcd_fresh.load("etcd_k8s", "etcd_settings", "etcd_tls")
 
 __virtualname__ = "etcd_kubernetes"
 # Beside the manifest: the sha256 of the content kubectl last applied without error.

@@ -6,16 +6,13 @@ key material.
 """
 
 import os
-import sys
 
-for _name in ("etcd_settings", "etcd_releases", "etcd_client", "etcd_tls", "etcd_node", "etcd_rotation"):
-    sys.modules.pop(_name, None)
+import etcd_fresh
 
-import etcd_client  # noqa: E402
-import etcd_node  # noqa: E402
-import etcd_rotation  # noqa: E402
-import etcd_settings  # noqa: E402
-import etcd_tls  # noqa: E402
+# One shared copy of each synced _utils module, all replaced after a sync (etcd_fresh).
+etcd_client, etcd_node, etcd_rotation, etcd_settings, etcd_tls = etcd_fresh.load(
+    "etcd_client", "etcd_node", "etcd_rotation", "etcd_settings", "etcd_tls"
+)
 
 __virtualname__ = "etcd_tls"
 
