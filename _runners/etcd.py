@@ -95,7 +95,19 @@ def _table(clusters):
             f"cluster version {(c.get('versions') or {}).get('cluster') or '-'}, "
             f"report by {c['reported_by']} {c['report_age_s']} s ago"
         )
-        head = ("MEMBER", "SERVING", "LEADER", "VERSION", "DB", "DB%", "IN USE%", "LAG", "ALARMS", "CERT DAYS", "OWN CHECK")
+        head = (
+            "MEMBER",
+            "SERVING",
+            "LEADER",
+            "VERSION",
+            "DB",
+            "DB%",
+            "IN USE%",
+            "LAG",
+            "ALARMS",
+            "CERT DAYS",
+            "OWN CHECK",
+        )
         rows = [head]
         for m in c["members"]:
             rows.append(
