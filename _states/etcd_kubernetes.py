@@ -97,9 +97,14 @@ def manifests(name, path=None):
     if kubectl:
         cmd = [kubectl, "apply", "-f", path] + (["--kubeconfig", k["kubeconfig"]] if k["kubeconfig"] else [])
         # No stdin: kubectl asks for a user name when the kubeconfig has no credentials.
-        proc = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120, check=False)
-        if proc.returncode != 0:
-            error = proc.stderr.strip()[-500:] or proc.stdout.strip()[-500:]
+        try:
+            proc = subprocess.run(
+                cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=120, check=False
+            )
+            error = None if proc.returncode == 0 else (proc.stderr.strip() or proc.stdout.strip())[-500:]
+        except subprocess.TimeoutExpired:
+            error = "no answer within 120 s"
+        if error is not None:
             ret.update(
                 result=False, comment="; ".join([*notes, f"kubectl apply failed (the next run retries): {error}"])
             )
