@@ -8,6 +8,7 @@ for the full 22 MiB, so it stops at `seconds` and reports how many samples it to
 
 import math
 import os
+import re
 import statistics
 import tempfile
 import time
@@ -22,6 +23,47 @@ def existing_dir(path):
     while not os.path.isdir(path):
         path = os.path.dirname(path)
     return path
+
+
+RAM_FILESYSTEMS = ("tmpfs", "ramfs")
+# An fdatasync that appends goes through a journal commit and a device flush: tens of µs
+# at best on NVMe. Faster than this, nothing reached a device.
+NO_DEVICE_P99_MS = 0.01
+_OCTAL = re.compile(r"\\([0-7]{3})")
+
+
+def filesystem(path, mountinfo="/proc/self/mountinfo"):
+    """The type of the filesystem `path` is on (the longest mount point above it), or None."""
+    path = os.path.realpath(path)
+    best, fstype = "", None
+    try:
+        with open(mountinfo, encoding="utf-8") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        fields, _, tail = line.partition(" - ")
+        parts = fields.split()
+        if len(parts) < 5 or not tail:
+            continue
+        point = _OCTAL.sub(lambda m: chr(int(m.group(1), 8)), parts[4])  # the kernel writes a space as \040
+        inside = path == point or path.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            best, fstype = point, tail.split()[0]
+    return fstype
+
+
+def no_disk(fstype, p99_ms):
+    """Why these syncs reached no disk, or None. On RAM (tmpfs, or an overlay or a
+    container whose storage is RAM, or a device whose flushes are ignored) fdatasync
+    returns at once, and the figures say nothing about the hardware etcd would run on."""
+    if fstype in RAM_FILESYSTEMS:
+        return f"{fstype} is RAM"
+    if p99_ms is not None and p99_ms < NO_DEVICE_P99_MS:
+        return (
+            f"a p99 of {p99_ms} ms is faster than a device acknowledges a flush: the storage is RAM or ignores flushes"
+        )
+    return None
 
 
 def percentile(sorted_values, pct):
@@ -53,14 +95,18 @@ def measure(path, seconds=10.0, total=TOTAL, block=BLOCK):
     elapsed = time.monotonic() - started
     latencies.sort()
     ms = [v * 1000 for v in latencies]
+    fstype = filesystem(directory)
+    p99 = round(percentile(ms, 99), 3) if ms else None
     return {
         "directory": directory,
+        "filesystem": fstype,
+        "no_disk": no_disk(fstype, p99),
         "samples": len(ms),
         "bytes": len(ms) * block,
         "complete": len(ms) * block >= total,
         "seconds": round(elapsed, 3),
         "p50_ms": round(statistics.median(ms), 3) if ms else None,
-        "p99_ms": round(percentile(ms, 99), 3) if ms else None,
+        "p99_ms": p99,
         "max_ms": round(ms[-1], 3) if ms else None,
         "iops": round(len(ms) / elapsed, 1) if elapsed else None,
     }

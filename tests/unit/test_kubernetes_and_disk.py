@@ -131,6 +131,34 @@ def test_disk_check_is_bounded_and_leaves_nothing(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+MOUNTINFO = """\
+22 1 252:0 / / rw,relatime shared:1 - ext4 /dev/vda rw
+30 22 0:26 / /var/lib rw shared:2 - tmpfs tmpfs rw
+31 30 252:16 / /var/lib/etcd\\040data rw shared:3 - xfs /dev/vdb rw
+"""
+
+
+def test_filesystem_is_the_longest_mount_above_the_path(tmp_path):
+    info = tmp_path / "mountinfo"
+    info.write_text(MOUNTINFO)
+    assert etcd_disk.filesystem("/var/lib/etcd data/member", str(info)) == "xfs"
+    assert etcd_disk.filesystem("/var/lib/etcd", str(info)) == "tmpfs"  # not /var/lib/etcd data
+    assert etcd_disk.filesystem("/var/library", str(info)) == "ext4"  # not under /var/lib
+    assert etcd_disk.filesystem("/x", str(tmp_path / "missing")) is None
+
+
+def test_disk_check_names_the_filesystem(tmp_path):
+    m = etcd_disk.measure(str(tmp_path), seconds=0.2, total=2300 * 5)
+    assert m["filesystem"] == etcd_disk.filesystem(str(tmp_path)) and m["filesystem"]
+
+
+def test_figures_from_ram_are_flagged():
+    assert etcd_disk.no_disk("tmpfs", 3.0) == "tmpfs is RAM"
+    assert "faster than a device acknowledges a flush" in etcd_disk.no_disk("overlay", 0.002)
+    assert etcd_disk.no_disk("ext4", 0.4) is None
+    assert etcd_disk.no_disk("ext4", None) is None
+
+
 def test_percentile_of_a_known_series():
     values = list(range(1, 101))
     assert etcd_disk.percentile(values, 99) == 99
