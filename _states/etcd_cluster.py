@@ -297,8 +297,10 @@ def disk_checked(name):
     m = __salt__["etcd_cluster.check_disk"](name, p["seconds"])
     figures = (
         f"fdatasync p50 {m['p50_ms']} ms, p99 {m['p99_ms']} ms, {m['iops']} IOPS, {m['samples']} samples of 2300 B "
-        f"in {m['seconds']} s on {m['directory']}"
+        f"in {m['seconds']} s on {m['directory']} ({m['filesystem'] or 'unknown filesystem'})"
     )
+    if m["no_disk"]:
+        figures += f"; these figures say nothing about a disk: {m['no_disk']}"
     if m["p99_ms"] is not None and m["p99_ms"] > p["p99_ms"]:
         message = (
             f"disk too slow for etcd: {figures}; etcd:preflight:p99_ms is {p['p99_ms']} ms (etcd's hardware guide: "
