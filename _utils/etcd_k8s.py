@@ -47,12 +47,16 @@ def manifests(settings, bundle=None):
         "spec": {"ports": [{"name": PORT_NAME, "port": port, "targetPort": port, "protocol": "TCP"}]},
     }
     docs = [service]
+    families = [f for f in ("IPv4", "IPv6") if any(address_type(ip) == f for ip in ips)]
+    if families == ["IPv6"]:  # the Service's cluster IP in the members' family
+        service["spec"]["ipFamilies"] = ["IPv6"]
+    elif len(families) == 2:  # both families where the cluster is dual-stack, else its own
+        service["spec"]["ipFamilyPolicy"] = "PreferDualStack"
     # An EndpointSlice holds one address family: IPv4 members in `<service>-members`,
     # IPv6 members (if any) in `<service>-members-ipv6`.
-    for family, suffix in (("IPv4", ""), ("IPv6", "-ipv6")):
+    for family in families:
         addresses = [ip for ip in ips if address_type(ip) == family]
-        if not addresses:
-            continue
+        suffix = "-ipv6" if family == "IPv6" else ""
         docs.append(
             {
                 "apiVersion": "discovery.k8s.io/v1",

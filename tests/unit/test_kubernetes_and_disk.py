@@ -71,6 +71,11 @@ def test_every_object_passes_the_kubernetes_schema(addresses, version):
     assert len({d["metadata"]["name"] for d in slices}) == len(slices)
     listed = [e["addresses"][0] for d in slices for e in d["endpoints"]]
     assert sorted(listed) == sorted(addresses)
+    # The Service's cluster IP family follows the members': IPv6 when all are, both when mixed.
+    spec = docs[0]["spec"]
+    want = {"ipv4": {}, "ipv6": {"ipFamilies": ["IPv6"]}, "mixed": {"ipFamilyPolicy": "PreferDualStack"}}
+    kind = "mixed" if len(slices) == 2 else slices[0]["addressType"].lower()
+    assert {k: spec[k] for k in ("ipFamilies", "ipFamilyPolicy") if k in spec} == want[kind]
 
 
 def test_a_broken_object_fails_the_schema():
