@@ -13,7 +13,7 @@ import pytest
 import yaml
 from results import MEMBERS, by_id, changed, form_cluster, ok, set_site, wipe
 
-from labkit.preflight import REPO
+from labkit.preflight import RELEASES, REPO
 
 CA = "ca1"
 WRITER = "etcd4"
@@ -150,6 +150,7 @@ def test_bad_kubernetes_pillar_writes_nothing(k8s):
 
 
 def test_kv_backend_address_connects_with_the_bundle(k8s):
+    ok(k8s.apply(WRITER, sls="etcd.kubernetes")[WRITER])  # the client bundle, also when run alone
     address = k8s.salt("etcd2", "etcd_cluster.kv_backend_address")["etcd2"]
     assert address == ",".join(f"https://{k8s.ip(n)}:2379" for n in MEMBERS)
     assert k8s.exec("etcd1", "etcdctl", "put", "/k8s/probe", "from-the-operator").returncode == 0
@@ -162,6 +163,19 @@ def test_kv_backend_address_connects_with_the_bundle(k8s):
     )
     proc = k8s.exec(WRITER, str(REPO / ".venv/bin/python"), "-c", script)
     assert proc.stdout.strip() == "from-the-operator", proc.stderr
+    # And through etcd's own Go client (gRPC, the library the storage operator links):
+    # the release's etcdctl with the same string and bundle; without the client
+    # certificate the members refuse it.
+    tarball = RELEASES / "etcd-v3.5.1-linux-amd64.tar.gz"
+    k8s.exec(WRITER, "tar", "-xzf", str(tarball), "-C", "/tmp", "etcd-v3.5.1-linux-amd64/etcdctl", check=True)
+    etcdctl = ["/tmp/etcd-v3.5.1-linux-amd64/etcdctl", f"--endpoints={address}", "--dial-timeout=3s"]
+    etcdctl.append(f"--cacert={BUNDLE}/etcd-client-ca.crt")
+    bundle = [f"--cert={BUNDLE}/etcd-client.crt", f"--key={BUNDLE}/etcd-client.key"]
+    proc = k8s.exec(WRITER, *etcdctl, *bundle, "get", "/k8s/probe", "--print-value-only")
+    assert proc.stdout.strip() == "from-the-operator", proc.stderr
+    proc = k8s.exec(WRITER, *etcdctl, "--command-timeout=3s", "get", "/k8s/probe", "--print-value-only")
+    assert proc.returncode != 0 and "from-the-operator" not in proc.stdout, proc.stdout
+    assert "authentication handshake failed: remote error: tls: bad certificate" in proc.stderr, proc.stderr
 
 
 def test_disk_check_reports_plausible_figures(k8s):
