@@ -557,9 +557,10 @@ def health(event=False):
 def _certificate_days(s):
     if not etcd_settings.tls_on(s) or s["tls"]["mode"] not in etcd_settings.TLS_MODES:
         return {}
-    # Imported here: it loads cryptography's x509 (about 17 ms), which a cluster without
-    # TLS never needs, and this module is loaded by every apply.
-    import etcd_tls  # pylint: disable=import-outside-toplevel
+    # Loaded here: it imports cryptography's x509 (about 17 ms), which a cluster without
+    # TLS never needs, and this module is loaded by every apply. Through etcd_fresh, as
+    # at the top: a util imported past it would look stale and split the shared copies.
+    (etcd_tls,) = etcd_fresh.load("etcd_tls")
 
     out = {}
     for what in etcd_tls.CERTS:

@@ -4,7 +4,6 @@ With TLS the file holds a Secret with a client bundle whose key was made on this
 the file is mode 0600 and its content never appears in a return.
 """
 
-import hashlib
 import os
 import shutil
 import subprocess
@@ -13,7 +12,7 @@ import etcd_fresh
 import yaml
 
 # One shared copy of each synced _utils module, all replaced after a sync (etcd_fresh).
-etcd_k8s, etcd_settings, etcd_tls = etcd_fresh.load("etcd_k8s", "etcd_settings", "etcd_tls")
+etcd_k8s, etcd_node, etcd_settings, etcd_tls = etcd_fresh.load("etcd_k8s", "etcd_node", "etcd_settings", "etcd_tls")
 
 __virtualname__ = "etcd_kubernetes"
 # Beside the manifest: the sha256 of the content kubectl last applied without error.
@@ -74,10 +73,10 @@ def manifests(name, path=None):
     docs = etcd_k8s.manifests(s, bundle)
     text = "# Managed by Salt (etcd-formula). Holds a client key when TLS is on: keep it 0600.\n"
     text += yaml.safe_dump_all(docs, sort_keys=False, default_flow_style=False)
-    digest = hashlib.sha256(text.encode()).hexdigest()
-    current = _read(path) == text
+    digest = etcd_node.sha256_text(text)
+    current = etcd_node.read_text(path) == text
     kubectl = shutil.which(k["kubectl"]) if k["apply"] else None
-    applied = _read(path + APPLIED) == digest
+    applied = etcd_node.read_text(path + APPLIED) == digest
     objects = [f"{d['kind']}/{d['metadata']['namespace']}/{d['metadata']['name']}" for d in docs]
     if k["apply"] and not kubectl and not applied:
         notes.append(f"kubernetes:apply is on but {k['kubectl']} is not on this minion: apply {path} by hand")
@@ -113,11 +112,3 @@ def manifests(name, path=None):
         ret["changes"]["kubectl"] = proc.stdout.strip().splitlines()
     ret["comment"] = "; ".join(notes)
     return ret
-
-
-def _read(path):
-    try:
-        with open(path, encoding="utf-8") as fh:
-            return fh.read()
-    except FileNotFoundError:
-        return None

@@ -38,16 +38,18 @@ def _loaded():
     return out
 
 
-def stale():
+def stale(loaded=None):
     """Names of loaded utils whose file is not the one they were imported from."""
-    return sorted(n for n, m in _loaded().items() if getattr(m, _STAMP, None) != _stamp(m.__file__))
+    loaded = _loaded() if loaded is None else loaded
+    return sorted(n for n, m in loaded.items() if getattr(m, _STAMP, None) != _stamp(m.__file__))
 
 
 def load(*names):
     """The utils `names`, as a tuple of modules in that order: the process's shared
     copies, or all of them imported anew when any changed on disk."""
-    if stale():
-        for name in _loaded():
+    loaded = _loaded()
+    if stale(loaded):
+        for name in loaded:
             sys.modules.pop(name, None)
     mods = tuple(importlib.import_module(name) for name in names)
     for mod in _loaded().values():

@@ -47,7 +47,10 @@ def manifests(settings, bundle=None):
         "spec": {"ports": [{"name": PORT_NAME, "port": port, "targetPort": port, "protocol": "TCP"}]},
     }
     docs = [service]
-    families = [f for f in ("IPv4", "IPv6") if any(address_type(ip) == f for ip in ips)]
+    by_family = {}
+    for ip in ips:
+        by_family.setdefault(address_type(ip), []).append(ip)
+    families = [f for f in ("IPv4", "IPv6") if f in by_family]
     if families == ["IPv6"]:  # the Service's cluster IP in the members' family
         service["spec"]["ipFamilies"] = ["IPv6"]
     elif len(families) == 2:  # both families where the cluster is dual-stack, else its own
@@ -55,7 +58,7 @@ def manifests(settings, bundle=None):
     # An EndpointSlice holds one address family: IPv4 members in `<service>-members`,
     # IPv6 members (if any) in `<service>-members-ipv6`.
     for family in families:
-        addresses = [ip for ip in ips if address_type(ip) == family]
+        addresses = by_family[family]
         suffix = "-ipv6" if family == "IPv6" else ""
         docs.append(
             {

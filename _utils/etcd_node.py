@@ -89,7 +89,8 @@ def enable_unit(name):
         return False
 
 
-def _text(path):
+def read_text(path):
+    """A file's text, or "" when it cannot be read."""
     try:
         with open(path) as fh:
             return fh.read()
@@ -106,10 +107,10 @@ def wanted(settings, env=None):
     out = {
         "version": settings["version"],
         "flags": {k: v for k, v in env.items() if not k.startswith("ETCD_INITIAL_")},
-        "unit": sha256_text(_text(settings["paths"]["unit"])),
+        "unit": sha256_text(read_text(settings["paths"]["unit"])),
     }
     if env.get("ETCD_TRUSTED_CA_FILE"):
-        client_ca, peer_ca = _text(env["ETCD_TRUSTED_CA_FILE"]), _text(env.get("ETCD_PEER_TRUSTED_CA_FILE", ""))
+        client_ca, peer_ca = read_text(env["ETCD_TRUSTED_CA_FILE"]), read_text(env.get("ETCD_PEER_TRUSTED_CA_FILE", ""))
         out["trust"] = sha256_text(client_ca + peer_ca)
         # Which CAs, by fingerprint: what a CA rotation asks of every member (etcd_rotation).
         out["trusted"] = {"client_ca": pem_fingerprints(client_ca), "peer_ca": pem_fingerprints(peer_ca)}
@@ -143,7 +144,7 @@ def started_path(settings):
 
 def read_env(settings):
     """The ETCD_* flags etcd.env holds now ({} before it is written)."""
-    text = _text(os.path.join(settings["paths"]["config_dir"], "etcd.env"))
+    text = read_text(os.path.join(settings["paths"]["config_dir"], "etcd.env"))
     return dict(line.split("=", 1) for line in text.splitlines() if "=" in line and not line.startswith("#"))
 
 
