@@ -12,18 +12,32 @@ import time
 import etcd_fresh
 
 # One shared copy of each synced _utils module, all replaced after a sync (etcd_fresh).
-etcd_client, etcd_disk, etcd_health, etcd_k8s, etcd_lock, etcd_migration, etcd_node, etcd_rotation, etcd_settings = (
-    etcd_fresh.load(
-        "etcd_client",
-        "etcd_disk",
-        "etcd_health",
-        "etcd_k8s",
-        "etcd_lock",
-        "etcd_migration",
-        "etcd_node",
-        "etcd_rotation",
-        "etcd_settings",
-    )
+# Every util is loaded here, at module load: Salt puts extmods/utils on sys.path only
+# while it loads a module, so an import made later, inside a function, cannot find a util
+# nobody imported yet (the health check's etcd_tls crashed every TLS site that way).
+# tests/functional/test_loading.py checks that no function body imports a util.
+(
+    etcd_client,
+    etcd_disk,
+    etcd_health,
+    etcd_k8s,
+    etcd_lock,
+    etcd_migration,
+    etcd_node,
+    etcd_rotation,
+    etcd_settings,
+    etcd_tls,
+) = etcd_fresh.load(
+    "etcd_client",
+    "etcd_disk",
+    "etcd_health",
+    "etcd_k8s",
+    "etcd_lock",
+    "etcd_migration",
+    "etcd_node",
+    "etcd_rotation",
+    "etcd_settings",
+    "etcd_tls",
 )
 
 try:
@@ -37,6 +51,7 @@ __virtualname__ = "etcd_cluster"
 
 GRAIN = "etcd_cluster_ids"
 SETTINGS_FILE = "formula-settings.json"  # written by salt/etcd/config.sls
+HEALTH_JOB = "etcd-health"  # the scheduler job salt/etcd/health.sls installs
 
 
 def __virtual__():
@@ -526,6 +541,8 @@ def health(event=False):
         Also send the report to the master as ``etcd/<cluster>/health/<verdict>``,
         keep it as this minion's latest (``etcd_cluster.last_health``) and publish
         that to the mine for ``salt-run etcd.report``. The scheduled job does this.
+        A check that fails with an exception then still reports: verdict ``error``,
+        the exception in ``error`` (the scheduler keeps no return of its own).
 
     CLI Example:
 
@@ -534,7 +551,19 @@ def health(event=False):
         salt 'etcd*' etcd_cluster.health
         salt 'etcd*' etcd_cluster.health event=True
     """
-    s = applied_settings() or settings()
+    if not event:
+        return _health(applied_settings() or settings())
+    s = None
+    try:
+        s = applied_settings() or settings()
+        report = _health(s)
+    except Exception as exc:  # the job's only witness: a failure must reach the master
+        report = etcd_health.error_report(exc, s or _pillar_etcd(), __opts__["id"])
+    _publish(s, report)
+    return report
+
+
+def _health(s):
     me = __opts__["id"]
     client = etcd_settings.client(s, me, timeout=s["health"]["timeout"])
     certs = _certificate_days(s)
@@ -549,19 +578,12 @@ def health(event=False):
             report = etcd_health.assess(etcd_health.gather(client, s, me), s, certs)
         report["rechecked"] = {"first_verdict": first, "after_s": round(time.monotonic() - started, 1)}
     report["minion"] = me
-    if event:
-        _publish(s, report)
     return report
 
 
 def _certificate_days(s):
     if not etcd_settings.tls_on(s) or s["tls"]["mode"] not in etcd_settings.TLS_MODES:
         return {}
-    # Loaded here: it imports cryptography's x509 (about 17 ms), which a cluster without
-    # TLS never needs, and this module is loaded by every apply. Through etcd_fresh, as
-    # at the top: a util imported past it would look stale and split the shared copies.
-    (etcd_tls,) = etcd_fresh.load("etcd_tls")
-
     out = {}
     for what in etcd_tls.CERTS:
         cert = etcd_tls.load_cert(etcd_settings.tls_path(s, what))
@@ -570,7 +592,7 @@ def _certificate_days(s):
 
 
 def _publish(s, report):
-    path = _health_file(s)
+    path = _health_file(s or etcd_settings.DEFAULTS)
     os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
     tmp = path + ".tmp"
     with open(tmp, "w", encoding="utf-8") as fh:
@@ -595,6 +617,30 @@ def last_health():
             return json.load(fh)
     except (OSError, ValueError):
         return None
+
+
+def health_job():
+    """
+    The scheduled health check on this minion, as ``salt-run etcd.report`` explains an
+    empty mine: whether the ``etcd-health`` job is installed and enabled, its interval,
+    and the time, verdict and error of the latest check.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt 'etcd*' etcd_cluster.health_job
+    """
+    job = (__salt__["schedule.list"](return_yaml=False) or {}).get(HEALTH_JOB)
+    last = last_health() or {}
+    s = applied_settings() or settings()
+    return {
+        "cluster": s["cluster"]["name"],
+        "scheduled": isinstance(job, dict),
+        "enabled": bool(job.get("enabled", True)) if isinstance(job, dict) else None,
+        "seconds": job.get("seconds") if isinstance(job, dict) else None,
+        "last": {k: last.get(k) for k in ("time", "verdict", "error")} if last else None,
+    }
 
 
 def kv_backend_address():

@@ -10,11 +10,14 @@ import logging
 import time
 
 import salt.cache
+import salt.client
 
 log = logging.getLogger(__name__)
 
 __virtualname__ = "etcd"
 ALERT_BANK = "etcd/alerts"
+ERROR = "error"  # a member's check failed (etcd_health.error_report)
+HEALTH_JOB = "etcd-health"
 
 
 def __virtual__():
@@ -34,7 +37,10 @@ def _latest_reports(cluster=None):
 
 
 def _summary(name, by_minion, now):
-    newest = max(by_minion.values(), key=lambda r: r.get("time", 0))
+    # A member whose own check failed (verdict "error") says nothing about the cluster:
+    # the cluster is judged by the newest report that judged it, the failures are listed.
+    judged = {m: r for m, r in by_minion.items() if r["verdict"] != ERROR} or by_minion
+    newest = max(judged.values(), key=lambda r: r.get("time", 0))
     members = []
     for row in newest.get("members", []):
         own = by_minion.get(row["name"], {})
@@ -69,6 +75,11 @@ def _summary(name, by_minion, now):
         "alarms": newest.get("alarms", []),
         "reasons": newest.get("reasons", []),
         "members": members,
+        "check_errors": [
+            {"minion": m, "error": r.get("error"), "age_s": round(now - r.get("time", now))}
+            for m, r in sorted(by_minion.items())
+            if r["verdict"] == ERROR
+        ],
         "last_alert": _cache().fetch(ALERT_BANK, name) or None,
     }
 
@@ -83,9 +94,9 @@ def _human(size):
     return str(size)
 
 
-def _table(clusters):
+def _table(clusters, no_reports=None):
     if not clusters:
-        return "no etcd health reports in the mine yet (is the etcd-health schedule installed?)"
+        return "\n".join(["no etcd health reports in the mine yet", *(no_reports or [])])
     lines = []
     for c in clusters:
         q = c.get("quorum") or {}
@@ -128,6 +139,9 @@ def _table(clusters):
         widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
         lines += ["  " + "  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows]
         lines += [f"  {r['level']}: [{r['code']}] {r['text']}" for r in c["reasons"]]
+        lines += [
+            f"  error: {e['minion']}'s own check failed {e['age_s']} s ago: {e['error']}" for e in c["check_errors"]
+        ]
         lines.append("")
     return "\n".join(lines).rstrip()
 
@@ -149,8 +163,41 @@ def report(cluster=None):
     now = time.time()
     clusters = [_summary(name, reps, now) for name, reps in sorted(_latest_reports(cluster).items())]
     if __opts__.get("output") in (None, "nested", "txt", "raw"):
-        return _table(clusters)
+        return _table(clusters, None if clusters else _why_no_reports(cluster))
     return {c["cluster"]: c for c in clusters}
+
+
+def _why_no_reports(cluster=None, timeout=5):
+    """Lines saying what the minions know when the mine holds no report: whether each has
+    the etcd-health job, and its latest check. Asked only in this case (one short call)."""
+    client = salt.client.get_local_client(mopts=__opts__)
+    try:
+        answers = client.cmd("*", "etcd_cluster.health_job", timeout=timeout) or {}
+    finally:
+        client.destroy()
+    lines = []
+    for minion, job in sorted(answers.items()):
+        if not isinstance(job, dict):  # a minion without the formula's modules
+            continue
+        if cluster and job.get("cluster") != cluster:
+            continue
+        last = job.get("last") or {}
+        if not job.get("scheduled"):
+            what = f"no {HEALTH_JOB} job (state.apply etcd installs it unless etcd:health:schedule is false)"
+        elif not job.get("enabled"):
+            what = f"the {HEALTH_JOB} job is installed but disabled (etcd:health:enabled)"
+        else:
+            what = f"the {HEALTH_JOB} job runs every {job.get('seconds')} s"
+        if last.get("verdict") == ERROR:
+            what += f"; its last check failed: {last.get('error')}"
+        elif last:
+            what += f"; its last check said {last.get('verdict')} (not in the mine yet)"
+        else:
+            what += "; it has not reported yet"
+        lines.append(f"  {minion}: {what}")
+    if not lines:
+        lines.append("  no minion answered with etcd-formula's modules: run `salt '*' saltutil.sync_all`")
+    return lines
 
 
 def _cache():
@@ -194,7 +241,7 @@ def alert(report=None, minion=None, repeat=3600):
     }
     cache.store(ALERT_BANK, cluster, alert_data)
     text = "; ".join(r["text"] for r in reasons) or "no reason given"
-    (log.error if verdict == "critical" else log.warning)("etcd cluster %s is %s: %s", cluster, verdict, text)
+    (log.error if verdict in ("critical", ERROR) else log.warning)("etcd cluster %s is %s: %s", cluster, verdict, text)
     __salt__["event.send"](f"etcd/{cluster}/alert", alert_data)
     hook = __opts__.get("etcd_alert_webhook")
     if hook:

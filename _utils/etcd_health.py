@@ -19,6 +19,9 @@ except ImportError:  # pragma: no cover
     from _utils import etcd_client, etcd_settings
 
 VERDICTS = ("ok", "degraded", "critical")
+ERROR = "error"  # the check itself failed: nothing is known about the cluster
+# What may stand in an event tag or a cache key; anything else is reported as "unknown".
+CLUSTER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 CRITICAL_ALARMS = ("NOSPACE", "CORRUPT")
 _SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)")
 _LE = re.compile(r'le="([^"]+)"')
@@ -350,3 +353,25 @@ def _verdict(report, reasons, members):
     report["members"] = members
     report["time"] = time.time()
     return report
+
+
+def error_report(exc, settings, minion):
+    """The report of a health check that failed with `exc` (pure): verdict ``error``,
+    the exception's type and message, and the cluster's name when the settings (merged,
+    or the raw pillar when merging failed) hold a well-formed one."""
+    cluster = settings.get("cluster") if isinstance(settings, dict) else None
+    cluster = cluster.get("name") if isinstance(cluster, dict) else None
+    if not isinstance(cluster, str) or not CLUSTER_NAME.match(cluster):
+        cluster = "unknown"
+    text = f"{type(exc).__name__}: {exc}"[:500]
+    return {
+        "cluster": cluster,
+        "minion": minion,
+        "verdict": ERROR,
+        "error": text,
+        "reasons": [
+            {"code": "check_failed", "member": minion, "level": ERROR, "text": f"the health check failed: {text}"}
+        ],
+        "members": [],
+        "time": time.time(),
+    }

@@ -66,6 +66,7 @@ def overrides(state, log_level="info"):
         "reactor": [
             {"etcd/*/health/degraded": ["salt://etcd/reactor/health.sls"]},
             {"etcd/*/health/critical": ["salt://etcd/reactor/health.sls"]},
+            {"etcd/*/health/error": ["salt://etcd/reactor/health.sls"]},
         ],
         "log_level_logfile": log_level,
         "enable_fqdns_grains": False,

@@ -50,3 +50,13 @@ def loaders(minion_opts):
     loaders = Loaders(minion_opts)
     yield loaders
     loaders.reset_state()
+
+
+@pytest.fixture
+def etcd_tls_member(tmp_path):
+    """A real etcd with mutual TLS, one member as a plain process on 127.0.0.1."""
+    from etcd_process import EtcdProcess
+
+    member = EtcdProcess(tmp_path / "member").start()
+    yield member
+    member.stop()

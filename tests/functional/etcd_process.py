@@ -1,0 +1,167 @@
+"""A real etcd for the functional tier: one member as a plain process on 127.0.0.1.
+
+No systemd and no node: the release binary from the lab's artifacts, unpacked under a
+temporary root, with mutual TLS on both ports from certificates made here (a client CA
+and a peer CA, as the formula's CA minion makes them), and the site pillar that
+describes exactly this member. What needs systemd or several nodes stays in the lab.
+"""
+
+import datetime
+import ipaddress
+import socket
+import subprocess
+import tarfile
+import time
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from labkit.preflight import RELEASES
+
+VERSION = "3.5.1"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _key():
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def _write_key(path, key):
+    path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    path.chmod(0o600)
+
+
+def _cert(subject_cn, key, issuer=None, issuer_key=None, ca=False, eku=(), days=365):
+    now = datetime.datetime.now(datetime.UTC)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject_cn)])
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(issuer.subject if issuer else name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if eku:
+        builder = builder.add_extension(x509.ExtendedKeyUsage(list(eku)), critical=False)
+    if not ca:
+        sans = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    return builder.sign(issuer_key or key, hashes.SHA256())
+
+
+def make_pki(tls_dir, days=365):
+    """The member's TLS dir as the formula lays it out (etcd_settings.TLS_FILES):
+    client-ca, peer-ca, server, peer and admin certificates with their keys."""
+    tls_dir.mkdir(parents=True, exist_ok=True)
+    server_eku = (ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH)
+    for ca_name, leaves in (
+        ("client-ca", (("server", server_eku), ("admin", (ExtendedKeyUsageOID.CLIENT_AUTH,)))),
+        ("peer-ca", (("peer", server_eku),)),
+    ):
+        ca_key = _key()
+        ca_cert = _cert(ca_name, ca_key, ca=True, days=3650)
+        (tls_dir / f"{ca_name}.crt").write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+        for leaf, eku in leaves:
+            key = _key()
+            cert = _cert(leaf, key, ca_cert, ca_key, eku=eku, days=days)
+            (tls_dir / f"{leaf}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+            _write_key(tls_dir / f"{leaf}.key", key)
+
+
+class EtcdProcess:
+    """One TLS member named `name`, its files under `root`; `site()` is its pillar."""
+
+    def __init__(self, root, name="functional"):
+        self.root, self.name = root, name
+        self.client_port, self.peer_port = free_port(), free_port()
+        self.tls_dir = root / "etc" / "etcd" / "pki"
+        self.proc = None
+
+    def site(self):
+        paths = {
+            "install": self.root / "opt",
+            "bin": self.root / "bin",
+            "config_dir": self.root / "etc" / "etcd",
+            "data": self.root / "data",
+            "unit": self.root / "etcd.service",
+            "state": self.root / "state",
+        }
+        return {
+            "etcd": {
+                "cluster": {"name": "functional", "bootstrap": True},
+                "members": {self.name: {"address": "127.0.0.1"}},
+                "listen_localhost": False,
+                "ports": {"client": self.client_port, "peer": self.peer_port},
+                "version": VERSION,
+                "paths": {k: str(v) for k, v in paths.items()},
+                "tuning": {"heartbeat_interval": 100, "election_timeout": 1000},
+                "tls": {"enabled": True, "mode": "files", "dir": str(self.tls_dir)},
+                "health": {"schedule": False},
+            }
+        }
+
+    def start(self):
+        make_pki(self.tls_dir)
+        bindir = self.root / "release"
+        with tarfile.open(RELEASES / f"etcd-v{VERSION}-linux-amd64.tar.gz") as tar:
+            tar.extractall(bindir, filter="data")
+        binary = next(bindir.rglob("etcd"))
+        client = f"https://127.0.0.1:{self.client_port}"
+        peer = f"https://127.0.0.1:{self.peer_port}"
+        pki = self.tls_dir
+        argv = [
+            str(binary),
+            f"--name={self.name}",
+            f"--data-dir={self.root / 'data'}",
+            f"--listen-client-urls={client}",
+            f"--advertise-client-urls={client}",
+            f"--listen-peer-urls={peer}",
+            f"--initial-advertise-peer-urls={peer}",
+            f"--initial-cluster={self.name}={peer}",
+            "--initial-cluster-state=new",
+            "--heartbeat-interval=100",
+            "--election-timeout=1000",
+            f"--cert-file={pki / 'server.crt'}",
+            f"--key-file={pki / 'server.key'}",
+            f"--trusted-ca-file={pki / 'client-ca.crt'}",
+            "--client-cert-auth",
+            f"--peer-cert-file={pki / 'peer.crt'}",
+            f"--peer-key-file={pki / 'peer.key'}",
+            f"--peer-trusted-ca-file={pki / 'peer-ca.crt'}",
+            "--peer-client-cert-auth",
+        ]
+        self.log = open(self.root / "etcd.log", "wb")  # noqa: SIM115 (closed in stop)
+        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"etcd exited: {(self.root / 'etcd.log').read_text()[-2000:]}")
+            try:
+                socket.create_connection(("127.0.0.1", self.client_port), timeout=0.2).close()
+                return self
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("etcd did not listen within 20 s")
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc:
+            self.log.close()
