@@ -15,6 +15,18 @@ def _sigterm_as_interrupt(signum, frame):
 signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
 
 
+def pytest_configure(config):
+    # Importing salt puts a deferred stream handler on the root logger: it queues every
+    # record of this process (up to 10,000) until a Salt CLI sets up logging, which never
+    # happens in a test process, and at exit writes them to the stderr pytest has already
+    # closed (~1,400 lines of "--- Logging error ---" after the summary). Shut it down as
+    # Salt's own CLIs do once logging is configured: from here on pytest's handlers (and
+    # the log_level in pytest.ini) get every record, and nothing is left for exit.
+    import salt._logging.impl  # noqa: PLC0415 (salt is imported by the factories plugin by now)
+
+    salt._logging.impl.shutdown_temp_handler()
+
+
 def pytest_collection_modifyitems(config, items):
     # Cheap tiers first: a broken unit fails fast, before the lab boots.
     order = {"unit": 0, "functional": 1, "integration": 2}
