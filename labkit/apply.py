@@ -9,7 +9,7 @@ from labkit.preflight import VENV
 
 def _salt(state, *args, quiet=False):
     cmd = [str(VENV / "bin/salt"), "-c", state["master"]["conf_dir"], *args]
-    print("$ salt " + " ".join(args), flush=True)
+    print("$ ./lab salt " + " ".join(args), flush=True)
     out = subprocess.DEVNULL if quiet else None
     return subprocess.run(cmd, check=False, stdout=out).returncode
 
