@@ -8,9 +8,13 @@ import json
 import time
 
 import pytest
-from results import ETCDCTL, MEMBERS, changed, ok, set_site, wipe
+from results import MEMBERS, changed, ok, set_site, wipe
 
 CLUSTER = "healthlab"
+CA = "ca1"
+# The example site's TLS: on members the etcdctl wrapper sets the endpoint and the admin
+# certificate; an --endpoints given here replaces only the endpoint.
+ETCDCTL = ["etcdctl"]
 INTERVAL = 3
 QUOTA = 4 * 1024**2
 
@@ -22,8 +26,10 @@ def cluster(lab):
     site["etcd"]["cluster"].update(name=CLUSTER, bootstrap=True)
     site["etcd"]["tuning"]["quota_backend_bytes"] = QUOTA
     site["etcd"]["health"] = {"interval": INTERVAL, "splay": 0}
-    site["etcd"]["tls"]["enabled"] = False  # plain etcdctl below; TLS has test_tls.py
+    assert site["etcd"]["tls"]["enabled"] and site["etcd"]["tls"]["ca_minion"] == CA  # the example's default
     set_site(lab, site)
+    lab.salt(CA, "saltutil.sync_all")
+    ok(lab.apply(CA, sls="etcd.ca")[CA])
     ret = lab.apply(MEMBERS)
     for name in MEMBERS:
         ok(ret[name])
@@ -89,6 +95,8 @@ def test_schedule_fires_on_time_and_reports_ok(cluster, event_listener):
     assert all(m["serving"] and m["lag"] is not None for m in report["members"])
     assert report["quota_bytes"] == QUOTA  # read from the member's /metrics
     assert report["wal_fsync"]["count"] > 0
+    # TLS: every certificate's days left, read in the minion process that runs the schedule.
+    assert len(report["certificates"]) == 5 and all(c["days_left"] > 300 for c in report["certificates"].values())
     assert 0 < report["duration_ms"] < 2000
     # Every member's own check arrives, every INTERVAL seconds.
     time.sleep(4 * INTERVAL)
@@ -146,6 +154,7 @@ def test_report_runner_shows_the_cluster(cluster):
     assert sum(m["leader"] for m in parsed["members"]) == 1
     assert "IN USE%" in out
     assert all(0 < m["db_in_use_pct"] <= m["db_pct"] for m in parsed["members"]), parsed["members"]
+    assert all(m["cert_days"] > 300 for m in parsed["members"]), parsed["members"]
 
 
 def test_crash_reports_degraded_and_the_reactor_alerts(cluster, event_listener):
@@ -207,7 +216,7 @@ def test_full_database_reports_critical_nospace(cluster, event_listener):
     heal = (
         f"rev=$({' '.join(ETCDCTL)} endpoint status -w json | grep -o '\"revision\":[0-9]*' | cut -d: -f2); "
         f"{' '.join(ETCDCTL)} compact $rev && "
-        f"etcdctl --endpoints={','.join(f'http://{cluster.ip(n)}:2379' for n in MEMBERS)} defrag && "
+        f"etcdctl --endpoints={','.join(f'https://{cluster.ip(n)}:2379' for n in MEMBERS)} defrag && "
         f"{' '.join(ETCDCTL)} alarm disarm"
     )
     proc = cluster.exec("etcd1", "bash", "-c", heal, timeout=60)
