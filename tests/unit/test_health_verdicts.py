@@ -269,3 +269,31 @@ def test_local_member_down_is_reported_through_the_others():
     report = verdict(facts, s)
     assert report["verdict"] == "degraded"
     assert ("member_down", "etcd1") in codes(report)
+
+
+# --- A health check that failed: its own report ----------------------------------------
+
+ERROR_CASES = [
+    # (settings or raw pillar, cluster named in the report and its event tag)
+    ({"cluster": {"name": "storageos"}}, "storageos"),
+    ({"cluster": {"name": "../../mine/ca1"}}, "unknown"),  # never a path or a tag part
+    ({"cluster": {"name": "two words"}}, "unknown"),
+    ({"cluster": {"name": None}}, "unknown"),
+    ({"cluster": ["storageos"]}, "unknown"),  # a wrong type in pillar, not a traceback
+    ("not a mapping", "unknown"),
+    (None, "unknown"),
+]
+
+
+@pytest.mark.parametrize(("settings", "cluster"), ERROR_CASES)
+def test_error_report_names_the_exception_and_a_safe_cluster(settings, cluster):
+    report = etcd_health.error_report(ModuleNotFoundError("No module named 'etcd_tls'"), settings, "etcd2")
+    assert report["cluster"] == cluster
+    assert report["verdict"] == "error" and report["minion"] == "etcd2"
+    assert report["error"] == "ModuleNotFoundError: No module named 'etcd_tls'"
+    assert [(r["code"], r["member"], r["level"]) for r in report["reasons"]] == [("check_failed", "etcd2", "error")]
+
+
+def test_error_report_text_is_bounded():
+    report = etcd_health.error_report(RuntimeError("x" * 5000), {"cluster": {"name": "c"}}, "etcd1")
+    assert len(report["error"]) == 500
