@@ -612,8 +612,12 @@ def last_health():
 
         salt 'etcd*' etcd_cluster.last_health
     """
+    return _last_report(applied_settings() or settings())
+
+
+def _last_report(s):
     try:
-        with open(_health_file(applied_settings() or settings()), encoding="utf-8") as fh:
+        with open(_health_file(s), encoding="utf-8") as fh:
             return json.load(fh)
     except (OSError, ValueError):
         return None
@@ -632,8 +636,8 @@ def health_job():
         salt 'etcd*' etcd_cluster.health_job
     """
     job = (__salt__["schedule.list"](return_yaml=False) or {}).get(HEALTH_JOB)
-    last = last_health() or {}
     s = applied_settings() or settings()
+    last = _last_report(s) or {}
     return {
         "cluster": s["cluster"]["name"],
         "scheduled": isinstance(job, dict),

@@ -16,6 +16,8 @@ log = logging.getLogger(__name__)
 
 __virtualname__ = "etcd"
 ALERT_BANK = "etcd/alerts"
+# Repeated from the minion side on purpose: runners run on the master, which has no
+# minion _utils to import (etcd_health.ERROR, etcd_cluster.HEALTH_JOB).
 ERROR = "error"  # a member's check failed (etcd_health.error_report)
 HEALTH_JOB = "etcd-health"
 
