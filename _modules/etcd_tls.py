@@ -6,6 +6,7 @@ key material: only paths, serials, names and days left.
 """
 
 import json
+import logging
 import os
 import pwd
 import time
@@ -13,17 +14,28 @@ import time
 import etcd_fresh
 
 # One shared copy of each synced _utils module, all replaced after a sync (etcd_fresh).
-etcd_client, etcd_lock, etcd_migration, etcd_node, etcd_rotation, etcd_settings, etcd_tls = etcd_fresh.load(
-    "etcd_client", "etcd_lock", "etcd_migration", "etcd_node", "etcd_rotation", "etcd_settings", "etcd_tls"
+(etcd_client, etcd_lock, etcd_migration, etcd_node, etcd_policies, etcd_rotation, etcd_settings, etcd_tls) = (
+    etcd_fresh.load(
+        "etcd_client",
+        "etcd_lock",
+        "etcd_migration",
+        "etcd_node",
+        "etcd_policies",
+        "etcd_rotation",
+        "etcd_settings",
+        "etcd_tls",
+    )
 )
 from salt.exceptions import CommandExecutionError  # noqa: E402
 
 __virtualname__ = "etcd_tls"
+log = logging.getLogger(__name__)
 
 MINE_CA = "etcd_ca_certs"
 KINDS = etcd_tls.KINDS
-POLICY = {"server": "etcd_server", "peer": "etcd_peer", "admin": "etcd_admin", "client": "etcd_client"}
-CA_FILES = {"client_ca": "client-ca", "peer_ca": "peer-ca"}
+POLICY = etcd_policies.POLICY
+POLICY_GRAIN = etcd_policies.GRAIN
+CA_FILES = etcd_policies.CA_STEMS
 
 
 def __virtual__():
@@ -47,7 +59,9 @@ def _ids(s, what):
 def _sans(s, kind):
     if not KINDS[kind]["sans"]:
         return None
-    return etcd_settings.member_sans(s, __opts__["id"], __grains__.get("host"))
+    # From the site pillar only (address, fqdn, id, extra_sans): the CA pins the same SANs
+    # in this member's policy, so a certificate names nothing the member merely claims.
+    return etcd_settings.member_sans(s, __opts__["id"])
 
 
 def plan():
@@ -125,9 +139,16 @@ def issue(kind):
     request = {"CN": f"etcd-admin-{__opts__['id']}" if kind == "admin" else __opts__["id"]}
     if sans:
         request["subjectAltName"] = etcd_tls.san_string(sans)
-    pem = __salt__["x509.create_certificate"](
-        ca_server=s["tls"]["ca_minion"], signing_policy=POLICY[kind], private_key=key_path, **request
-    )
+    _ask_ca_to_refresh(s)
+    try:
+        pem = __salt__["x509.create_certificate"](
+            ca_server=s["tls"]["ca_minion"],
+            signing_policy=etcd_policies.policy_name(kind, __opts__["id"]),
+            private_key=key_path,
+            **request,
+        )
+    except CommandExecutionError as exc:
+        raise CommandExecutionError(_refusal_advice(s, kind, exc)) from None
     uid, gid = _ids(s, k["cert"])
     tmp = cert_path + ".new"
     etcd_tls.write_public(tmp, pem, uid, gid)
@@ -139,6 +160,39 @@ def issue(kind):
     os.replace(tmp, cert_path)
     facts = etcd_tls.facts(etcd_tls.load_cert(cert_path))
     return {"kind": kind, "serial": facts["serial"], "days_left": facts["days_left"], "new_key": new_key}
+
+
+def _ask_ca_to_refresh(s):
+    """Have the CA minion recompute its signing policies from the master's pillar, once
+    per job: a member added to pillar gets its policy without an ``etcd.ca`` apply first."""
+    if "etcd_tls.ca_refreshed" in __context__:
+        return
+    ca = s["tls"]["ca_minion"]
+    got = __salt__["publish.publish"](ca, "etcd_tls.refresh_policies", timeout=60) or {}
+    answer = got.get(ca)
+    if not isinstance(answer, dict):
+        # The CA's policies stay as its last refresh or etcd.ca; a refusal below says what to do.
+        log.warning(
+            "the CA minion %s did not refresh its signing policies: %s",
+            ca,
+            answer
+            if isinstance(answer, str)
+            else "no answer (allow etcd_tls.refresh_policies under the master's peer setting: README, "
+            "Add the formula to your master)",
+        )
+    __context__["etcd_tls.ca_refreshed"] = answer
+
+
+def _refusal_advice(s, kind, exc):
+    ca, me = s["tls"]["ca_minion"], __opts__["id"]
+    text = str(exc).replace("\n", " ")
+    if "not permitted" in text or "must be specified and defined" in text:
+        return (
+            f"the CA minion {ca} has no {kind} signing policy for {me} ({text}). {ca} must get the same "
+            f"site pillar as the members (check etcd:members:{me} in `salt {ca} pillar.get etcd:members`), "
+            f"then run `salt {ca} state.apply etcd.ca` and apply here again"
+        )
+    return f"the CA minion {ca} did not sign {me}'s {kind} certificate: {text}"
 
 
 def _ca_file(s, what, generation=""):
@@ -389,9 +443,12 @@ def trusted_cas():
 
 def signing_policies():
     """
-    On the CA minion: the x509_v2 signing policies for this site, one per use. Each pins
-    the signing CA, basic constraints, key and extended key usages, the validity, and the
-    minions allowed to ask (the members; for client bundles also ``tls:bundle_minions``).
+    On the CA minion: the x509_v2 signing policies for this site. Each member has its own
+    server, peer and admin policy (``etcd_server:<id>`` ...), usable by that minion only,
+    with its CN and SANs pinned from the site pillar, so a member cannot obtain a
+    certificate naming another member. ``etcd_client`` is for client bundles (members and
+    ``tls:bundle_minions``). Each pins the signing CA, basic constraints, key and extended
+    key usages and the validity.
 
     CLI Example:
 
@@ -399,30 +456,34 @@ def signing_policies():
 
         salt ca1 etcd_tls.signing_policies
     """
-    s = _settings()
-    t = s["tls"]
-    members = sorted(s["members"])
-    base = {
-        "basicConstraints": "critical, CA:false",
-        "keyUsage": "critical, digitalSignature, keyEncipherment",
-        "days_valid": t["days_valid"],
-    }
+    return etcd_policies.signing_policies(_settings())
 
-    def policy(ca, eku, minions):
-        return dict(
-            base,
-            signing_private_key=os.path.join(t["ca_dir"], f"{CA_FILES[ca]}.key"),
-            signing_cert=os.path.join(t["ca_dir"], f"{CA_FILES[ca]}.crt"),
-            extendedKeyUsage=eku,
-            minions="L@" + ",".join(minions),
-        )
 
-    return {
-        "etcd_server": policy("client_ca", "serverAuth, clientAuth", members),
-        "etcd_peer": policy("peer_ca", "serverAuth, clientAuth", members),
-        "etcd_admin": policy("client_ca", "clientAuth", members),
-        "etcd_client": policy("client_ca", "clientAuth", sorted(set(members) | set(t["bundle_minions"]))),
-    }
+def refresh_policies():
+    """
+    On the CA minion: compile its pillar afresh and set the signing policies it gives
+    (the ``x509_signing_policies`` grain x509_v2 reads) when they changed. Members ask for
+    this through the master's peer system before they request a certificate, so a member
+    just added to pillar is known to the CA without anyone applying ``etcd.ca`` first.
+    What it computes comes from the master's pillar only; the asking minion chooses
+    nothing. Returns whether the policies changed and the members they cover.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt ca1 etcd_tls.refresh_policies
+    """
+    fresh = __salt__["pillar.items"](unmask=True)  # compiled on the master now, not the pillar in memory
+    s = etcd_settings.merge(etcd_settings.expose(fresh.get("etcd") or {}), __grains__.get("os_family"))
+    if __opts__["id"] != s["tls"].get("ca_minion"):
+        raise CommandExecutionError(f"{__opts__['id']} is not this site's etcd:tls:ca_minion")
+    policies = etcd_policies.signing_policies(s)
+    changed = __grains__.get(POLICY_GRAIN) != policies
+    if changed:
+        __salt__["grains.setval"](POLICY_GRAIN, policies, refresh_pillar=False)
+        __salt__["saltutil.refresh_pillar"]()  # later jobs read the same pillar the policies came from
+    return {"changed": changed, "members": sorted(s["members"])}
 
 
 def client_bundle(directory, cn="etcd-client", user="root"):

@@ -274,7 +274,7 @@ def files_installed(name):
     problems = []
     me = __opts__["id"]
     for kind, k in etcd_tls.KINDS.items():
-        want = etcd_settings.member_sans(s, me, __grains__.get("host")) if k["sans"] else None
+        want = etcd_settings.member_sans(s, me) if k["sans"] else None
         found = etcd_tls.judge(src[k["cert"]], src[k["key"]], src[k["ca"]], want, k["eku"], 0)
         problems += [f"{kind} ({src[k['cert']]}): {p}" for p in found]
     if problems:

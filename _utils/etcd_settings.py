@@ -18,6 +18,19 @@ try:  # loaded by Salt's loader as `etcd_settings`, or imported directly by unit
 except ImportError:  # pragma: no cover
     from _utils import etcd_client, etcd_migration, etcd_releases
 
+try:
+    import salt.utils.secret
+
+    _HAS_SECRET = True
+except ImportError:  # Salt before 3008 does not mask pillar
+    _HAS_SECRET = False
+
+
+def expose(raw):
+    """Pillar values as plain data: Salt 3008 masks them outside templates."""
+    return salt.utils.secret.expose(raw) if _HAS_SECRET else raw
+
+
 # The seed's values (the vendor guide's flags); heartbeat/election in ms.
 DEFAULTS = {
     "cluster": {"name": None, "token": None, "bootstrap": False},
@@ -501,14 +514,16 @@ def client(settings, me, urls=None, timeout=None):
     )
 
 
-def member_sans(settings, name, hostname=None):
-    """What a member's server and peer certificates must name.
+def member_sans(settings, name):
+    """What a member's server and peer certificates must name, from the site pillar only.
 
-    Server: member IP, FQDN, hostname, localhost, 127.0.0.1, ::1 and extra SANs. Peer: the
+    Server: member IP, FQDN, minion id, localhost, 127.0.0.1, ::1 and extra SANs. Peer: the
     same, since etcd checks a peer's certificate against the address it connects from.
+    The CA minion pins the same list in the member's signing policy (etcd_policies), so
+    nothing a member reports about itself (its hostname grain) reaches a certificate.
     """
     member = settings["members"][name]
-    dns = [d for d in (member.get("fqdn"), hostname or name, "localhost") if d]
+    dns = [d for d in (member.get("fqdn"), name, "localhost") if d]
     dns += [str(x) for x in settings["tls"].get("extra_sans") or [] if not _is_ip(x)]
     ips = [str(member["address"]), "127.0.0.1", "::1"]
     ips += [str(x) for x in settings["tls"].get("extra_sans") or [] if _is_ip(x)]

@@ -58,9 +58,10 @@ def overrides(state, log_level="info"):
         # The formula's runner (salt-run etcd.report) straight from the checkout; an
         # operator's master gets it with `salt-run saltutil.sync_runners` instead.
         "runner_dirs": [str(REPO / "_runners")],
-        # TLS: members (and bundle minions) ask the CA minion to sign through the master;
-        # the CA minion checks a policy's `minions: L@...` with match.compound_matches.
-        "peer": {".*": ["x509.sign_remote_certificate"]},
+        # TLS: members (and bundle minions) ask the CA minion to sign through the master,
+        # after asking it to recompute its policies from the master's pillar; the CA minion
+        # checks the client policy's `minions: L@...` with match.compound_matches.
+        "peer": {".*": ["x509.sign_remote_certificate", "etcd_tls.refresh_policies"]},
         "peer_run": {"ca1": ["match.compound_matches"]},
         # The example reactor for the scheduled health check (docs/reactor.md).
         "reactor": [

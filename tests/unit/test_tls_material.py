@@ -38,9 +38,9 @@ def test_tls_flags_come_from_one_place_and_peer_trust_is_separate():
 
 def test_member_sans_name_every_way_in():
     _, s = site(extra_sans=["etcd.storageos.svc", "10.96.0.50"])
-    sans = etcd_settings.member_sans(s, "etcd1", "node-a")
+    sans = etcd_settings.member_sans(s, "etcd1")
     assert sans["ip"] == ["10.0.0.11", "127.0.0.1", "::1", "10.96.0.50"]
-    assert sans["dns"] == ["etcd.storageos.svc", "etcd1.lab", "localhost", "node-a"]
+    assert sans["dns"] == ["etcd.storageos.svc", "etcd1", "etcd1.lab", "localhost"]
 
 
 @pytest.mark.parametrize(
@@ -144,3 +144,26 @@ def test_a_trust_bundle_names_the_previous_ca_and_fingerprints_match(tmp_path):
     assert etcd_tls.issuer_fingerprint(from_old, str(bundle)) == fps[1]
     stranger = _ca(tmp_path, "stranger")
     assert etcd_tls.issuer_fingerprint(from_old, stranger[1]) is None
+
+
+def test_each_member_policy_pins_its_own_names_whatever_is_asked():
+    import etcd_policies
+    import salt.utils.x509
+
+    _, s = site(bundle_minions=["k8s-master1"])
+    policies = etcd_policies.signing_policies(s)
+    assert sorted(policies) == sorted(
+        [f"etcd_{kind}:{m}" for kind in ("server", "peer", "admin") for m in s["members"]] + ["etcd_client"]
+    )
+    server = policies[etcd_policies.policy_name("server", "etcd1")]
+    assert server["minions"] == "etcd1"  # a plain id: no other minion may use it
+    assert policies["etcd_peer:etcd2"]["signing_cert"].endswith("/peer-ca.crt")
+    assert policies["etcd_client"]["minions"] == "L@etcd1,etcd2,k8s-master1"
+    # etcd1 asks for etcd2's address and another CN: x509_v2's merge keeps the pinned ones.
+    asked = {"CN": "etcd2", "subjectAltName": "IP:10.0.0.12, DNS:etcd2"}
+    merged = salt.utils.x509.merge_signing_policy(server, dict(asked))
+    assert merged["CN"] == "etcd1"
+    assert merged["subjectAltName"] == etcd_tls.san_string(etcd_settings.member_sans(s, "etcd1"))
+    assert "10.0.0.12" not in merged["subjectAltName"]
+    admin = salt.utils.x509.merge_signing_policy(policies["etcd_admin:etcd2"], {"CN": "root"})
+    assert admin["CN"] == "etcd-admin-etcd2"

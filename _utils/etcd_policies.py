@@ -1,0 +1,58 @@
+"""The CA minion's x509_v2 signing policies: a pure function of the site's settings.
+
+One policy per member and use (``etcd_server:<id>``, ``etcd_peer:<id>``,
+``etcd_admin:<id>``), usable by that minion only, with its CN and SANs pinned: x509_v2
+lets a policy's values override the request's, so what is pinned here is what the
+certificate says, whatever the requesting minion asked for. Client bundles share
+``etcd_client`` (members and ``tls:bundle_minions``).
+"""
+
+import os
+
+try:  # loaded by Salt's loader by name, or imported directly by unit tests
+    import etcd_settings
+    import etcd_tls
+except ImportError:  # pragma: no cover
+    from _utils import etcd_settings, etcd_tls
+
+GRAIN = "x509_signing_policies"  # where x509_v2 finds them (config.get) on the CA minion
+POLICY = {"server": "etcd_server", "peer": "etcd_peer", "admin": "etcd_admin", "client": "etcd_client"}
+MEMBER_KINDS = ("server", "peer", "admin")
+CA_STEMS = {"client_ca": "client-ca", "peer_ca": "peer-ca"}
+
+
+def policy_name(kind, minion):
+    """The policy a minion asks for: its own for member certificates, the shared one for bundles."""
+    return f"{POLICY[kind]}:{minion}" if kind in MEMBER_KINDS else POLICY[kind]
+
+
+def signing_policies(s):
+    t = s["tls"]
+    base = {
+        "basicConstraints": "critical, CA:false",
+        "keyUsage": "critical, digitalSignature, keyEncipherment",
+        "days_valid": t["days_valid"],
+    }
+
+    def policy(ca, eku, minions, **pinned):
+        return dict(
+            base,
+            signing_private_key=os.path.join(t["ca_dir"], f"{CA_STEMS[ca]}.key"),
+            signing_cert=os.path.join(t["ca_dir"], f"{CA_STEMS[ca]}.crt"),
+            extendedKeyUsage=eku,
+            minions=minions,
+            **pinned,
+        )
+
+    out = {}
+    for name in sorted(s["members"]):
+        # A plain minion id (no '@') is matched on the CA minion itself: no master round trip.
+        sans = etcd_tls.san_string(etcd_settings.member_sans(s, name))
+        out[policy_name("server", name)] = policy(
+            "client_ca", "serverAuth, clientAuth", name, CN=name, subjectAltName=sans
+        )
+        out[policy_name("peer", name)] = policy("peer_ca", "serverAuth, clientAuth", name, CN=name, subjectAltName=sans)
+        out[policy_name("admin", name)] = policy("client_ca", "clientAuth", name, CN=f"etcd-admin-{name}")
+    bundle = sorted(set(s["members"]) | set(t["bundle_minions"]))
+    out[POLICY["client"]] = policy("client_ca", "clientAuth", "L@" + ",".join(bundle))
+    return out
