@@ -40,13 +40,6 @@ import etcd_fresh
     "etcd_tls",
 )
 
-try:
-    import salt.utils.secret
-
-    _HAS_SECRET = True
-except ImportError:  # Salt before 3008 does not mask pillar
-    _HAS_SECRET = False
-
 __virtualname__ = "etcd_cluster"
 
 GRAIN = "etcd_cluster_ids"
@@ -60,8 +53,7 @@ def __virtual__():
 
 def _pillar_etcd():
     # pillar.get masks every value outside templates (Salt 3008); read plain values.
-    raw = __pillar__.get("etcd", {})
-    return salt.utils.secret.expose(raw) if _HAS_SECRET else raw
+    return etcd_settings.expose(__pillar__.get("etcd", {}))
 
 
 def settings(runtime=True):
@@ -235,6 +227,30 @@ def env(name=None, version=None):
     return etcd_settings.flags(s, name, version or config_version())
 
 
+UNIT_TEMPLATE = "salt://etcd/files/etcd.service.jinja"
+
+
+def unit_text():
+    """
+    The systemd unit as the next apply would write it: the formula's template rendered
+    with this minion's settings, as ``etcd.config`` renders it. None when the template
+    cannot be had from the fileserver (a plan then compares the unit file on disk).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt etcd1 etcd_cluster.unit_text
+    """
+    saltenv = __opts__.get("saltenv") or "base"
+    source = __salt__["cp.get_file_str"](UNIT_TEMPLATE, saltenv=saltenv)
+    if not source:
+        return None
+    return __salt__["file.apply_template_on_contents"](
+        source, template="jinja", context={"etcd": settings()}, defaults=None, saltenv=saltenv
+    )
+
+
 def _client(s=None):
     return etcd_settings.client(s or settings(), __opts__["id"])
 
@@ -364,6 +380,103 @@ def _recorded_anywhere(s):
     return sorted({r[name] for r in records if r.get(name)})
 
 
+def _live_view(s):
+    """The live cluster as this node can see it. In test mode a node that cannot speak
+    to the cluster yet (no client certificate, or one from a CA being rotated out: the
+    real apply issues a new one first) plans from the members' last health reports in
+    the mine instead, and says so; the real apply always asks the cluster."""
+    try:
+        live = probe()
+    except etcd_client.EtcdError:
+        if not __opts__["test"]:
+            raise
+        live = None  # no client material yet: tls.certificates makes it before the real start
+    nobody = {"answered": [], "cluster_ids": [], "members": []}
+    if live and live["answered"] or not __opts__["test"] or not etcd_settings.tls_on(s):
+        return live or nobody, ""
+    if live is not None and not any(__salt__["etcd_tls.plan"]().values()):
+        return live, ""  # its certificates are fine: nobody answering is the real answer
+    mined = _mined_view(s)
+    if not mined:
+        return live or nobody, ""
+    return mined, f" (planned from the members' health reports in the mine, {mined['age']} s old)"
+
+
+def _mined_view(s):
+    reported = reported_members()
+    if not reported:
+        return None
+    return {
+        "answered": [reported["reporter"]],
+        "cluster_ids": [reported["cluster_id"]],
+        "members": [_member_view(m) for m in reported["members"]],
+        "age": reported["age"],
+    }
+
+
+def reported_members():
+    """
+    The member list as this site's members last reported it in their scheduled health
+    checks (the mine), for a node that cannot ask the cluster yet: a new member before
+    its certificates exist, in test mode. Same shape as the live list (``members``, with
+    ``serving``: the IDs that answered), plus who reported it and how many seconds ago.
+    None when no member has reported. Only pillar members' reports for this site's
+    cluster name are read; the real apply always asks the cluster.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt etcd4 etcd_cluster.reported_members
+    """
+    s = settings(runtime=False)
+    if __opts__.get("file_client") == "local":
+        return None
+    others = [n for n in s["members"] if n != __opts__["id"]]
+    got = __salt__["mine.get"](",".join(others), "etcd_health", tgt_type="list") or {}
+    reports = [
+        (name, r)
+        for name, r in got.items()
+        if name in others and isinstance(r, dict) and r.get("cluster") == s["cluster"]["name"]
+    ]
+    reports = [(name, r) for name, r in reports if isinstance(r.get("members"), list) and r["members"]]
+    if not reports:
+        return None
+    name, r = max(reports, key=lambda item: item[1].get("time") or 0)
+    listing = etcd_health.listing_of(r)
+    return dict(
+        listing, reporter=name, cluster_id=str(r.get("cluster_id")), age=int(time.time() - (r.get("time") or 0))
+    )
+
+
+def _member_plan(s, me, live, source):
+    """Where a node without data stands in the live cluster (what bootstrap_plan decides)."""
+    plan = _member_place(s, me, live)
+    plan["reason"] += source
+    return plan
+
+
+def _member_place(s, me, live):
+    mine = etcd_settings.peer_url(s, me)
+    listed = [m for m in live["members"] if m["name"] == me or mine in m["peer_urls"]]
+    if not listed:
+        return {
+            "action": "add",
+            "reason": f"cluster {', '.join(live['cluster_ids'])} is running without {me}: it is added as a "
+            "learner, started, and promoted once caught up",
+        }
+    if listed[0]["is_learner"]:
+        return {"action": "add", "reason": f"{me} was added as a learner and never started: completing the join"}
+    if listed[0]["started"]:
+        return {
+            "action": "refuse",
+            "reason": f"{me} is a started member of cluster {', '.join(live['cluster_ids'])} but "
+            f"{s['paths']['data']} is empty: its data is lost. Replace the member (README: Replace a "
+            "failed member); never re-bootstrap it",
+        }
+    return {"action": "join", "reason": f"{me} is listed in the live cluster and has not started yet"}
+
+
 def bootstrap_plan():
     """
     How this member's etcd may start when it is not running: ``start`` (it has data),
@@ -380,26 +493,9 @@ def bootstrap_plan():
     me = __opts__["id"]
     if etcd_node.has_data(s["paths"]["data"]):
         return {"action": "start", "reason": f"{s['paths']['data']} holds this member's data"}
-    live = probe()
+    live, source = _live_view(s)
     if live["answered"]:
-        mine = etcd_settings.peer_url(s, me)
-        listed = [m for m in live["members"] if m["name"] == me or mine in m["peer_urls"]]
-        if not listed:
-            return {
-                "action": "add",
-                "reason": f"cluster {', '.join(live['cluster_ids'])} is running without {me}: it is added as a "
-                "learner, started, and promoted once caught up",
-            }
-        if listed[0]["is_learner"]:
-            return {"action": "add", "reason": f"{me} was added as a learner and never started: completing the join"}
-        if listed[0]["started"]:
-            return {
-                "action": "refuse",
-                "reason": f"{me} is a started member of cluster {', '.join(live['cluster_ids'])} but "
-                f"{s['paths']['data']} is empty: its data is lost. Replace the member (README: Replace a "
-                "failed member); never re-bootstrap it",
-            }
-        return {"action": "join", "reason": f"{me} is listed in the live cluster and has not started yet"}
+        return _member_plan(s, me, live, source)
     recorded = _recorded_anywhere(s)
     if recorded:
         return {

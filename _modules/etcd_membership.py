@@ -108,10 +108,23 @@ def plan():
     """
     s = _settings()
     me = __opts__["id"]
+    source = ""
     try:
         _, listing, healthy = _live(s, me)
     except etcd_client.EtcdError as exc:
-        return {"action": "unknown", "member": me, "reason": f"no member answers: {exc}"}
+        # A new member has no client certificate before its first apply: plan from the
+        # members' own reports (test mode and this function only; changes ask the cluster).
+        listing = __salt__["etcd_cluster.reported_members"]()
+        if not listing:
+            return {"action": "unknown", "member": me, "reason": f"no member answers: {exc}"}
+        healthy = set(listing["serving"])
+        source = f" (from {listing['reporter']}'s health report in the mine, {listing['age']} s old)"
+    out = _plan_from(s, me, listing, healthy)
+    out["reason"] += source
+    return out
+
+
+def _plan_from(s, me, listing, healthy):
     voters = len(etcd_membership.voting(listing))
     mine = etcd_membership.find(listing, me, _me_peer_url(s, me))
     out = {"member": me, "voting_members": sorted(m["name"] or "?" for m in etcd_membership.voting(listing))}
@@ -303,13 +316,14 @@ def set_aside():
     return _set_aside(_settings())
 
 
-def remove(name, replace=False):
+def remove(name, replace=False, force=False):
     """
     Remove member ``name`` from the cluster, under the cluster lock and through the
     other voting members. Refused when the healthy voting members left would be fewer
     than a quorum of the current membership, or (unless ``replace``: the member is added
-    back right after) fewer than ``etcd:membership:min_members``. A leader hands
-    leadership over first. Returns {removed, comment, ...}.
+    back right after) fewer than ``etcd:membership:min_members``. With ``replace``, a
+    member that serves is refused unless ``force`` (a replacement is for a failed member).
+    A leader hands leadership over first. Returns {removed, comment, ...}.
 
     CLI Example:
 
@@ -317,31 +331,31 @@ def remove(name, replace=False):
 
         salt etcd1 etcd_membership.remove etcd3 replace=True
     """
-    got = _remove(name, replace)
+    got = _remove(name, replace, force)
     if not got["removed"] and not got.get("absent"):
         __context__["retcode"] = 1  # an orchestration's salt.function stops here
     return got
 
 
-def _remove(name, replace):
+def _remove(name, replace, force=False):
     s = _settings()
     return _locked(
         s,
         f"member-remove {name}",
         lambda text: {"removed": False, "comment": text},
         f"{name} not removed",
-        lambda: _remove_locked(s, name, replace),
+        lambda: _remove_locked(s, name, replace, force),
     )
 
 
-def _remove_locked(s, name, replace):
+def _remove_locked(s, name, replace, force=False):
     me = __opts__["id"]
     client, listing, healthy = _live(s, me)
     target = etcd_membership.find(listing, name, _me_peer_url(s, me) if name == me else None)
     if target is None:
         return {"removed": False, "absent": True, "comment": f"{name} is not a member of the cluster: nothing to do"}
     refusal = etcd_membership.removal_refusal(
-        listing, healthy, target["id"], s["membership"]["min_members"], replacing=replace
+        listing, healthy, target["id"], s["membership"]["min_members"], replacing=replace, force=force
     )
     if refusal:
         return {"removed": False, "refused": True, "comment": f"{name} not removed: {refusal}"}

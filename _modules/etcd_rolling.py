@@ -41,8 +41,12 @@ def _others(s, me):
 
 def plan():
     """
-    Whether this member needs a restart and why: the running version (its /version) and
-    the flags, unit and trusted CA it started with, against what the files now say.
+    Whether this member needs a restart, why, and whether the guarded path would refuse
+    it: the running version (its /version) and the flags, unit and trusted CA it started
+    with, against what the next apply would write (flags and unit rendered from pillar,
+    the CAs from the CA minion's mine), so it says before an apply what ``test=True`` and
+    the apply will do. ``refusal`` names what stops the restart (an unsupported version
+    step, a failed earlier restart); lock and health are judged at restart time.
     ``--initial-*`` flags never count.
 
     CLI Example:
@@ -52,10 +56,36 @@ def plan():
         salt 'etcd*' etcd_rolling.plan
     """
     s = __salt__["etcd_cluster.settings"]()
-    wanted = etcd_node.wanted(s)
     started = etcd_node.read_json(etcd_node.started_path(s))
     running = __salt__["etcd_cluster.local_version"]()
-    return {"reasons": etcd_node.restart_reasons(started, wanted, running), "running_version": running}
+    reasons = etcd_node.restart_reasons(started, _would_run(s), running)
+    out = {"reasons": reasons, "running_version": running, "refusal": None}
+    if reasons and running:
+        try:
+            out["refusal"] = _refusal(s, etcd_settings.client(s, __opts__["id"]), running)
+        except etcd_client.EtcdError as exc:
+            out["refusal"] = f"cannot ask the cluster: {exc}"
+    return out
+
+
+def _would_run(s):
+    """What etcd would run with after the next apply (etcd_node.wanted of the rendered files)."""
+    env = __salt__["etcd_cluster.env"]()
+    cas = None
+    if etcd_settings.tls_on(s) and s["tls"]["mode"] == "ca_minion":
+        cas = __salt__["etcd_tls.trusted_cas"]() or None  # what etcd_tls.trusted writes
+    return etcd_node.wanted(s, env or None, __salt__["etcd_cluster.unit_text"](), cas)
+
+
+def _refusal(s, client, running):
+    """Why the guarded path would refuse this restart before taking the lock, or None."""
+    stopped = _stopped_by_marker(client, s["cluster"]["name"])
+    if stopped:
+        return stopped["comment"]
+    if running and running != s["version"]:
+        why = upgrade_refusal(s, client)
+        return f"refusing the version change: {why}" if why else None
+    return None
 
 
 def upgrade_refusal(s, client):
@@ -124,16 +154,14 @@ def restart(reasons=None):
     svc = s["service"]
     local = etcd_settings.local_endpoint(s, me)
     client = etcd_settings.client(s, me)
-    reasons = reasons or plan()["reasons"]
-    stopped = _stopped_by_marker(client, cluster)
-    if stopped:
-        return stopped
     running = __salt__["etcd_cluster.local_version"]()
+    reasons = reasons or etcd_node.restart_reasons(
+        etcd_node.read_json(etcd_node.started_path(s)), etcd_node.wanted(s), running
+    )
     version_change = running and running != s["version"]
-    if version_change:
-        refusal = upgrade_refusal(s, client)
-        if refusal:
-            return {"restarted": False, "comment": f"refusing the version change: {refusal}"}
+    refusal = _refusal(s, client, running)
+    if refusal:
+        return {"restarted": False, "comment": refusal}
     pending = etcd_lock.pending_key(cluster, me)
     lease = int(client.post("/v3/lease/grant", {"TTL": svc["lock_wait"] + 60})["ID"])
     client.post(

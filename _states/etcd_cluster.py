@@ -105,13 +105,18 @@ def _start(ret, s, service, timeout, active):
     me = __opts__["id"]
     fp_path = etcd_node.started_path(s)
     timeout = timeout or s["service"]["start_timeout"]
-    # A dry run writes no files: judge by the flags the settings would write.
-    wanted = etcd_node.wanted(s, __salt__["etcd_cluster.env"]() if __opts__["test"] and me in s["members"] else None)
+    wanted = etcd_node.wanted(s)
 
     if active:
         started = etcd_node.read_json(fp_path)
         running_version = __salt__["etcd_cluster.local_version"]()
-        reasons = etcd_node.restart_reasons(started, wanted, running_version)
+        if __opts__["test"]:
+            # A dry run writes no files: the same plan as etcd_rolling.plan (rendered flags,
+            # unit and CAs; the refusal the guarded path would give).
+            planned = __salt__["etcd_rolling.plan"]()
+            reasons = planned["reasons"]
+        else:
+            reasons = etcd_node.restart_reasons(started, wanted, running_version)
         if started is None and not __opts__["test"]:
             # Started outside the formula: adopt what runs now as the baseline.
             etcd_node.write_json(fp_path, dict(wanted, version=running_version or wanted["version"]))
@@ -121,6 +126,9 @@ def _start(ret, s, service, timeout, active):
                 return _join(ret, s, service)
             if not __opts__["test"]:
                 _after_start(s)
+            return ret
+        if __opts__["test"] and planned["refusal"]:
+            ret.update(result=False, comment=f"would not restart {service}: {planned['refusal']}")
             return ret
         if __opts__["test"]:
             turn = "last: it is the leader" if _is_leader(s, me) else "before the leader"
@@ -250,7 +258,11 @@ def healthy(name, timeout=None):
     s = __salt__["etcd_cluster.settings"]()
     timeout = timeout or s["service"]["health_timeout"]
     if __opts__["test"]:
-        report = __salt__["etcd_cluster.healthy"]()
+        try:
+            report = __salt__["etcd_cluster.healthy"]()
+        except etcd_client.EtcdError as exc:  # a new member: no client certificate before the real apply
+            ret.update(result=None, comment=f"would wait up to {timeout}s for the cluster to be healthy ({exc})")
+            return ret
         ret["result"] = True if report["healthy"] else None
         ret["comment"] = (
             "cluster is healthy" if report["healthy"] else "would wait for: " + "; ".join(report["problems"])

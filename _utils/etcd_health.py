@@ -375,3 +375,29 @@ def error_report(exc, settings, minion):
         "members": [],
         "time": time.time(),
     }
+
+
+def listing_of(report):
+    """A health report's member list in the shape of the live list (``member_list``):
+    integer IDs, names, client URLs of started members, learner flags; and ``serving``,
+    the IDs that answered. Entries that are not well formed are skipped."""
+    members, serving = [], set()
+    for m in report.get("members") or []:
+        try:
+            ident = int(str(m["id"]), 16)
+        except (KeyError, TypeError, ValueError):
+            continue
+        started = bool(m.get("started"))
+        endpoint = m.get("endpoint") if isinstance(m.get("endpoint"), str) else None
+        members.append(
+            {
+                "id": ident,
+                "name": m.get("name") if isinstance(m.get("name"), str) else "",
+                "peer_urls": [],
+                "client_urls": [endpoint] if started and endpoint else [],
+                "is_learner": bool(m.get("learner")),
+            }
+        )
+        if m.get("serving"):
+            serving.add(ident)
+    return {"members": members, "serving": sorted(serving)}

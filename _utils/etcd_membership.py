@@ -55,11 +55,20 @@ def add_refusal(listing, healthy_ids, name):
     return None
 
 
-def removal_refusal(listing, healthy_ids, target_id, min_members, replacing=False):
-    """None when member `target_id` may be removed now, else why not (quorum first)."""
+def removal_refusal(listing, healthy_ids, target_id, min_members, replacing=False, force=False):
+    """None when member `target_id` may be removed now, else why not (quorum first).
+
+    A replacement is for a failed member: one that is started and serves is refused
+    unless forced, since replacing it throws away a working member's data and ID."""
     target = next((m for m in listing["members"] if m["id"] == target_id), None)
     if target is None or target["is_learner"]:
         return None  # a learner does not vote: removing it costs nothing
+    if replacing and not force and target_id in healthy_ids:
+        return (
+            f"{label(target)} is started and serves: it has not failed, and replacing it would set its intact "
+            "data aside. Replace only a failed member; if you mean it, force it "
+            "(etcd_orch: {force: true}; etcd_membership.remove NAME replace=True force=True)"
+        )
     voters = voting(listing)
     left = [m for m in voters if m["id"] != target_id]
     healthy_left = [m for m in left if m["id"] in healthy_ids]

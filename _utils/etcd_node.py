@@ -98,19 +98,24 @@ def read_text(path):
         return ""
 
 
-def wanted(settings, env=None):
-    """What etcd should run with now: version, restart-relevant flags (from etcd.env, or
-    `env` when the file is not written yet, as in a dry run), the unit's digest and, with
-    TLS, the digest of the trusted CA files."""
+def wanted(settings, env=None, unit=None, cas=None):
+    """What etcd should run with now: version, restart-relevant flags (from etcd.env), the
+    unit's digest and, with TLS, the digest of the trusted CA files. For a plan (dry run,
+    etcd_rolling.plan) the caller gives what the apply would write instead of the files:
+    `env` (flags), `unit` (text), `cas` ({"client_ca": PEM, "peer_ca": PEM})."""
     if env is None:
         env = read_env(settings)
     out = {
         "version": settings["version"],
         "flags": {k: v for k, v in env.items() if not k.startswith("ETCD_INITIAL_")},
-        "unit": sha256_text(read_text(settings["paths"]["unit"])),
+        "unit": sha256_text(read_text(settings["paths"]["unit"]) if unit is None else unit),
     }
     if env.get("ETCD_TRUSTED_CA_FILE"):
-        client_ca, peer_ca = read_text(env["ETCD_TRUSTED_CA_FILE"]), read_text(env.get("ETCD_PEER_TRUSTED_CA_FILE", ""))
+        if cas:
+            client_ca, peer_ca = cas.get("client_ca") or "", cas.get("peer_ca") or ""
+        else:
+            client_ca = read_text(env["ETCD_TRUSTED_CA_FILE"])
+            peer_ca = read_text(env.get("ETCD_PEER_TRUSTED_CA_FILE", ""))
         out["trust"] = sha256_text(client_ca + peer_ca)
         # Which CAs, by fingerprint: what a CA rotation asks of every member (etcd_rotation).
         out["trusted"] = {"client_ca": pem_fingerprints(client_ca), "peer_ca": pem_fingerprints(peer_ca)}

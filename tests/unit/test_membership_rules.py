@@ -48,6 +48,20 @@ def test_replacing_a_dead_member_ignores_min_members_but_never_quorum():
     assert "quorum" in etcd_membership.removal_refusal(THREE, {1}, 3, 3, replacing=True)
 
 
+@pytest.mark.parametrize(
+    ("healthy", "force", "refused"),
+    [
+        ({1, 2, 3}, False, "etcd3 is started and serves"),  # run by mistake on a healthy member
+        ({1, 2, 3}, True, None),  # the operator insists: quorum still holds
+        ({1, 2}, False, None),  # the member has failed: what replace is for
+        ({1}, True, "quorum"),  # forced never overrides quorum
+    ],
+)
+def test_replace_refuses_a_healthy_member_unless_forced(healthy, force, refused):
+    got = etcd_membership.removal_refusal(THREE, healthy, 3, 3, replacing=True, force=force)
+    assert (got is None) if refused is None else (refused in got), got
+
+
 def test_a_learner_is_removed_freely():
     cluster = listing(member(1), member(2), member(3), member(4, learner=True, started=False))
     assert etcd_membership.removal_refusal(cluster, {1}, 4, 3) is None
