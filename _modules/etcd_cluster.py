@@ -398,8 +398,12 @@ def _live_view(s):
         return live, ""  # its certificates are fine: nobody answering is the real answer
     mined = _mined_view(s)
     if not mined:
-        return live or nobody, ""
+        return live or nobody, BLIND
     return mined, f" (planned from the members' health reports in the mine, {mined['age']} s old)"
+
+
+# Test mode on a node that cannot speak to the cluster yet and has no report to plan from.
+BLIND = "blind"
 
 
 def _mined_view(s):
@@ -481,7 +485,9 @@ def bootstrap_plan():
     """
     How this member's etcd may start when it is not running: ``start`` (it has data),
     ``new`` (bootstrap a new cluster), ``join`` (listed in the live cluster, never
-    started) or ``refuse`` (with the reason and the fix).
+    started), ``add`` (not listed: added as a learner) or ``refuse`` (with the reason
+    and the fix). In test mode a node without its certificates yet plans from the
+    members' health reports in the mine, or says ``unknown`` when there are none.
 
     CLI Example:
 
@@ -496,6 +502,14 @@ def bootstrap_plan():
     live, source = _live_view(s)
     if live["answered"]:
         return _member_plan(s, me, live, source)
+    if source == BLIND:
+        return {
+            "action": "unknown",
+            "reason": f"{me} cannot ask the cluster before its certificates exist (the apply issues them first) "
+            "and no member has published a health report to plan from (the etcd-health schedule does, every "
+            "interval): the apply will join it if a cluster runs, or bootstrap one if none does and "
+            "etcd:cluster:bootstrap allows it",
+        }
     recorded = _recorded_anywhere(s)
     if recorded:
         return {

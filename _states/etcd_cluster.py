@@ -155,6 +155,9 @@ def _start(ret, s, service, timeout, active):
         return ret
     if plan["action"] == "add":
         return _join(ret, s, service)
+    if plan["action"] == "unknown":  # test mode only (etcd_cluster.bootstrap_plan)
+        ret.update(result=None, comment=f"would start {service}: {plan['reason']}")
+        return ret
     state = "new" if plan["action"] == "new" else "existing"
     if __opts__["test"]:
         ret["result"] = None

@@ -46,15 +46,22 @@ etcd-tls-etcdctl-file-managed:
     - contents: |
         #!/bin/sh
         # Managed by Salt (etcd-formula): etcdctl with this member's admin client certificate.
-        # etcdctl refuses a flag that an ETCDCTL_* variable shadows: set each default only
-        # when its flag is not given.
-        has() { case " $ARGS " in *" --$1"*) return 0 ;; esac; return 1; }
-        ARGS="$*"
-        has endpoints || { : "${ETCDCTL_ENDPOINTS:=https://127.0.0.1:{{ etcd.ports.client }}}"; export ETCDCTL_ENDPOINTS; }
-        has cacert || { : "${ETCDCTL_CACERT:={{ etcd.tls.dir }}/client-ca.crt}"; export ETCDCTL_CACERT; }
-        has cert || { : "${ETCDCTL_CERT:={{ etcd.tls.dir }}/admin.crt}"; export ETCDCTL_CERT; }
-        has key || { : "${ETCDCTL_KEY:={{ etcd.tls.dir }}/admin.key}"; export ETCDCTL_KEY; }
-        exec {{ etcd.paths.bin }}/etcdctl "$@"
+        # Each default is added as a flag, only when neither its flag nor its ETCDCTL_*
+        # variable is given: etcdctl refuses a flag that a variable shadows, and 3.5's
+        # move-leader fails whenever the certificate comes from a variable.
+        given=" $* "
+        default() {
+          case "$given" in *" --$1"*) return ;; esac
+          [ -n "$2" ] && return
+          set_args="$set_args --$1=$3"
+        }
+        set_args=""
+        default endpoints "${ETCDCTL_ENDPOINTS:-}" 'https://127.0.0.1:{{ etcd.ports.client }}'
+        default cacert "${ETCDCTL_CACERT:-}" '{{ etcd.tls.dir }}/client-ca.crt'
+        default cert "${ETCDCTL_CERT:-}" '{{ etcd.tls.dir }}/admin.crt'
+        default key "${ETCDCTL_KEY:-}" '{{ etcd.tls.dir }}/admin.key'
+        # The defaults are single words (validated paths, a URL): split on purpose.
+        exec '{{ etcd.paths.bin }}/etcdctl' $set_args "$@"
     - require:
       - file: etcd-tls-dir-file-directory
 {%- else %}

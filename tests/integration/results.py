@@ -39,3 +39,15 @@ def form_cluster(lab, site, members=MEMBERS):
     ret = lab.apply(members)
     for name in members:
         ok(ret[name])
+
+
+def host_client_bundle(lab, directory, via="etcd1"):
+    """(ca, cert, key) for a writer on the host: the client CA and `via`'s admin
+    certificate, copied 0600 into a test's temporary directory."""
+    out = []
+    for fname in ("client-ca.crt", "admin.crt", "admin.key"):
+        dst = directory / fname
+        dst.write_text(lab.exec(via, "cat", f"/etc/etcd/pki/{fname}", check=True).stdout)
+        dst.chmod(0o600)
+        out.append(str(dst))
+    return tuple(out)

@@ -1,4 +1,4 @@
-"""Membership changes on real nodes, under a continuous writer.
+"""Membership changes on real nodes, under a continuous writer, on the example site's TLS.
 
 A 3-member cluster grows to 5 with one `state.apply` on all five at once (two learners
 added one after the other, each promoted), shrinks back to 3 the same way, refuses
@@ -10,7 +10,7 @@ import threading
 import time
 
 import pytest
-from results import MEMBERS, by_id, changed, form_cluster, ok, set_site, wipe
+from results import MEMBERS, by_id, changed, form_cluster, host_client_bundle, ok, set_site, wipe
 
 from labkit.traffic import Traffic, assert_no_loss, urls
 
@@ -19,7 +19,8 @@ RUNNING = "etcd-service-running-etcd_cluster-running"
 LEFT = "etcd-leave-member-etcd_membership-left"
 # The members applied with the new ones wait (health_timeout) until both have joined.
 SERVICE = {"restart_timeout": 30, "lock_ttl": 10, "health_timeout": 120, "lock_wait": 180}
-ETCDCTL = ["etcdctl", "--endpoints=http://127.0.0.1:2379"]
+ETCDCTL = ["etcdctl"]  # the formula's wrapper on a member: https and the admin certificate
+CA = "ca1"
 DELAY_START = (
     "mkdir -p /run/systemd/system/etcd.service.d && printf '[Service]\\nExecStartPre=/bin/sleep 5\\n' "
     "> /run/systemd/system/etcd.service.d/delay.conf && systemctl daemon-reload"
@@ -30,8 +31,7 @@ def site_of(lab, names, **etcd):
     site = lab.site()
     site["etcd"]["cluster"].update(name="memberlab", bootstrap=True)
     site["etcd"]["members"] = {n: {"address": lab.ip(n)} for n in names}
-    site["etcd"]["tls"]["enabled"] = False
-    site["etcd"]["health"] = {"schedule": False}
+    assert site["etcd"]["tls"]["enabled"] and site["etcd"]["tls"]["ca_minion"] == CA  # the example's default
     site["etcd"]["preflight"] = {"mode": "off"}
     site["etcd"]["tuning"].update(heartbeat_interval=100, election_timeout=1000)
     site["etcd"]["service"] = dict(SERVICE)
@@ -55,7 +55,7 @@ def member_list(lab, via="etcd1"):
 
 
 def healthy_everywhere(lab, names):
-    eps = ",".join(urls(lab, names))
+    eps = ",".join(urls(lab, names, "https"))
     return lab.exec("etcd1", "etcdctl", f"--endpoints={eps}", "endpoint", "health").returncode == 0
 
 
@@ -73,25 +73,43 @@ def reset(lab, names):
     wipe(lab, names)
     for name in names:
         lab.exec(name, "bash", "-c", "rm -rf /var/lib/etcd.removed-* /var/lib/etcd-formula/started.json", check=True)
+    for name in set(names) - set(MEMBERS):  # the new members: no certificates yet, as on a fresh node
+        lab.exec(name, "rm", "-rf", "/etc/etcd/pki", check=True)
 
 
 @pytest.fixture(scope="module")
-def cluster(lab):
+def cluster(lab, tmp_path_factory):
     assert len(lab.etcd_nodes) >= 5, "membership tests need LAB_NODES>=5"
     reset(lab, FIVE)
+    lab.salt(CA, "saltutil.sync_all")
+    set_site(lab, site_of(lab, MEMBERS))
+    ok(lab.apply(CA, sls="etcd.ca")[CA])  # the README's first TLS apply: the CA knows etcd1-3 only
     form_cluster(lab, site_of(lab, MEMBERS))
+    lab.writer_tls = host_client_bundle(lab, tmp_path_factory.mktemp("bundle"))
     yield lab
     reset(lab, FIVE)
 
 
+def writer(lab, names, tag):
+    return Traffic(urls(lab, names, "https"), tag, tls=lab.writer_tls)
+
+
 def test_scale_out_to_five_and_back_to_three_under_a_writer(cluster):
+    # The README's scale-out on a TLS site: new nodes in pillar, synced, planned, applied;
+    # no etcd.ca in between (each new member has the CA recompute its policies).
     set_site(cluster, site_of(cluster, FIVE))
+    cluster.salt("-L", "etcd4,etcd5", "saltutil.sync_all")
+    cluster.salt("etcd1", "schedule.run_job", "etcd-health")  # what the schedule does every interval
+    time.sleep(2)
     planned = cluster.apply(["etcd4"], "test=True")["etcd4"]
     running = by_id(planned)[RUNNING]
     assert "would add etcd4" in running["comment"] and "(quorum 2) -> 4 (quorum 3)" in running["comment"], running
+    assert "health report in the mine" in running["comment"], running  # etcd4 has no client certificate yet
+    assert not [r for r in planned if r["result"] is False], [r for r in planned if r["result"] is False]
     assert sorted(member_list(cluster)) == MEMBERS, "a dry run changed the membership"
+    assert cluster.exec("etcd4", "test", "-e", "/etc/etcd/pki/server.crt").returncode != 0, "a dry run made a cert"
 
-    with Traffic(urls(cluster), "scale") as traffic:
+    with writer(cluster, MEMBERS, "scale") as traffic:
         # A plain highstate on all five at once: the two adds queue on the cluster lock.
         grown = cluster.apply(FIVE)
         for name in FIVE:
@@ -105,7 +123,7 @@ def test_scale_out_to_five_and_back_to_three_under_a_writer(cluster):
         assert all(changed(ok(again[n])) == [] for n in FIVE), {n: changed(again[n]) for n in FIVE}
 
         # etcd5 leads when it is told to leave: it hands leadership over before its removal.
-        every = f"--endpoints={','.join(urls(cluster, FIVE))}"
+        every = f"--endpoints={','.join(urls(cluster, FIVE, 'https'))}"
         cluster.exec("etcd1", "etcdctl", every, "move-leader", member_list(cluster)["etcd5"][0], check=True)
         set_site(cluster, site_of(cluster, MEMBERS))
         planned = cluster.apply(["etcd5"], "test=True")["etcd5"]
@@ -149,7 +167,14 @@ def test_removals_below_min_members_or_quorum_are_refused(cluster):
 
 def test_a_member_whose_disk_was_lost_is_replaced(cluster):
     old_id = member_list(cluster)["etcd3"][0]
-    with Traffic(urls(cluster, ["etcd1", "etcd2"]), "replace") as traffic:
+    # Run by mistake against a healthy member: refused, nothing removed or set aside.
+    out, err = cluster.salt_run(
+        "state.orch", "etcd.orch.replace_member", "pillar={etcd_orch: {member: etcd3, via: etcd1}}", timeout=300
+    )
+    assert "etcd3 is started and serves: it has not failed" in out and "Failed:    3" in out, out + err
+    assert member_list(cluster)["etcd3"][0] == old_id
+    assert cluster.exec("etcd3", "test", "-d", "/var/lib/etcd/member").returncode == 0
+    with writer(cluster, ["etcd1", "etcd2"], "replace") as traffic:
         cluster.exec("etcd3", "systemctl", "stop", "etcd", check=True)
         cluster.exec("etcd3", "rm", "-rf", "/var/lib/etcd/member", check=True)
         # At boot (or any start) a blank data dir never comes back as the old member.

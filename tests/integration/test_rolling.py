@@ -1,4 +1,4 @@
-"""Guarded rolling restarts on real nodes, under a continuous writer.
+"""Guarded rolling restarts on real nodes, under a continuous writer, on the example site's TLS.
 
 A 3.4.23 cluster (etcd's default raft timing, 100/1000 ms) takes a flag change, refuses
 to restart while a member is down, upgrades to 3.5.1 with one `state.apply` on all
@@ -11,7 +11,7 @@ import threading
 import time
 
 import pytest
-from results import MEMBERS, by_id, form_cluster, ok, set_site, wipe
+from results import MEMBERS, by_id, form_cluster, host_client_bundle, ok, set_site, wipe
 
 from labkit.preflight import REPO
 from labkit.traffic import Traffic, assert_no_loss, urls
@@ -20,13 +20,14 @@ sys.path.insert(0, str(REPO / "_utils"))
 import etcd_client  # noqa: E402
 
 SERVICE = {"restart_timeout": 30, "lock_ttl": 10, "health_timeout": 15, "lock_wait": 180}
+CA = "ca1"
+RUNNING = "etcd-service-running-etcd_cluster-running"
 
 
 def rolling_site(lab, **etcd):
     site = lab.site()
     site["etcd"]["cluster"].update(name="rolllab", bootstrap=True)
-    site["etcd"]["tls"]["enabled"] = False
-    site["etcd"]["health"] = {"schedule": False}
+    assert site["etcd"]["tls"]["enabled"] and site["etcd"]["tls"]["ca_minion"] == CA  # the example's default
     site["etcd"]["tuning"].update(heartbeat_interval=100, election_timeout=1000)
     site["etcd"]["service"] = dict(SERVICE)
     site["etcd"]["source"]["url"] = "salt://etcd-releases/etcd-v{version}-linux-amd64.tar.gz"
@@ -40,30 +41,53 @@ def pids(lab, names=MEMBERS):
 
 
 @pytest.fixture(scope="module")
-def cluster(lab):
+def cluster(lab, tmp_path_factory):
+    lab.salt(CA, "saltutil.sync_all")
+    set_site(lab, rolling_site(lab, version="3.4.23"))
+    ok(lab.apply(CA, sls="etcd.ca")[CA])
     form_cluster(lab, rolling_site(lab, version="3.4.23"))
+    lab.writer_tls = host_client_bundle(lab, tmp_path_factory.mktemp("bundle"))
     yield lab
     wipe(lab, MEMBERS)
 
 
+def https(lab):
+    return urls(lab, MEMBERS, "https")
+
+
+def client(lab, timeout):
+    return etcd_client.Client(https(lab), timeout, *lab.writer_tls)
+
+
+def writer(lab, tag):
+    return Traffic(https(lab), tag, tls=lab.writer_tls)
+
+
 def test_flag_change_rolls_one_member_at_a_time(cluster):
     before = pids(cluster)
-    set_site(cluster, rolling_site(cluster, version="3.4.23", tuning={"snapshot_count": 50000}))
+    set_site(
+        cluster,
+        rolling_site(cluster, version="3.4.23", tuning={"snapshot_count": 50000}, extra_flags={"enable-pprof": True}),
+    )
+    # Plan, dry run and apply agree: the same reasons before anything is written.
+    plans = {n: cluster.salt(n, "etcd_rolling.plan")[n] for n in MEMBERS}
+    want = ["flags changed: ETCD_ENABLE_PPROF, ETCD_SNAPSHOT_COUNT"]
+    assert all(p["reasons"] == want and p["refusal"] is None for p in plans.values()), plans
     planned = cluster.apply(MEMBERS, "test=True")
     turns = []
     for name in MEMBERS:
-        running = by_id(planned[name])["etcd-service-running-etcd_cluster-running"]
+        running = by_id(planned[name])[RUNNING]
         assert "would restart etcd through the guarded path" in running["comment"]
-        assert "ETCD_SNAPSHOT_COUNT" in running["comment"]
+        assert running["changes"]["restart"] == plans[name]["reasons"], (running, plans[name])
         turns.append(running["changes"]["order"])
     assert sorted(turns) == ["before the leader", "before the leader", "last: it is the leader"], turns
     assert pids(cluster) == before
-    with Traffic(urls(cluster), "flag") as traffic:
+    with writer(cluster, "flag") as traffic:
         ret = cluster.apply(MEMBERS)
         time.sleep(1)
     for name in MEMBERS:
-        running = by_id(ok(ret[name]))["etcd-service-running-etcd_cluster-running"]
-        assert running["changes"].get("restarted"), running
+        running = by_id(ok(ret[name]))[RUNNING]
+        assert running["changes"]["restarted"]["reasons"] == plans[name]["reasons"], running
     after = pids(cluster)
     assert all(after[n] != before[n] for n in MEMBERS)
     assert traffic.worst_sample() <= 1, "two members were down at the same moment"
@@ -100,17 +124,17 @@ def test_upgrade_34_to_35_with_one_apply_on_all_members(cluster):
     assert "ETCD_PRE_VOTE=true" in env and staged and "ETCD_PRE_VOTE" not in staged, (env, staged)
     assert "3.4.23" in cluster.exec("etcd1", "etcd", "--version").stdout
     assert cluster.salt("etcd1", "etcd_rolling.plan")["etcd1"]["reasons"] == ["version: running 3.4.23, wanted 3.5.1"]
-    with Traffic(urls(cluster), "upgrade") as traffic:
+    with writer(cluster, "upgrade") as traffic:
         started = time.monotonic()
         ret = cluster.apply(MEMBERS)
         elapsed = time.monotonic() - started
         time.sleep(1)
     for name in MEMBERS:
         ok(ret[name])
-    c = etcd_client.Client(urls(cluster), 2)
-    assert {c.version(u)["etcdserver"] for u in urls(cluster)} == {"3.5.1"}
+    c = client(cluster, 2)
+    assert {c.version(u)["etcdserver"] for u in https(cluster)} == {"3.5.1"}
     # The cluster version follows the last member: wait for it, bounded.
-    cluster.wait(lambda: c.version(urls(cluster)[0])["etcdcluster"].startswith("3.5"), 30, 0.5, "cluster version 3.5")
+    cluster.wait(lambda: c.version(https(cluster)[0])["etcdcluster"].startswith("3.5"), 30, 0.5, "cluster version 3.5")
     assert traffic.worst_sample() <= 1, "two members were down at the same moment"
     assert_no_loss(cluster, traffic)
     for name in MEMBERS:  # switched with the binary: 3.5's flags, nothing left staged
@@ -141,9 +165,13 @@ def test_upgrade_34_to_35_with_one_apply_on_all_members(cluster):
 def test_downgrade_is_refused(cluster):
     before = pids(cluster)
     set_site(cluster, rolling_site(cluster, version="3.4.23"))
+    plan = cluster.salt("etcd1", "etcd_rolling.plan")["etcd1"]
+    assert plan["reasons"] == ["version: running 3.5.1, wanted 3.4.23"] and "downgrade" in plan["refusal"], plan
+    dry = by_id(cluster.apply(["etcd1"], "test=True")["etcd1"])[RUNNING]
+    assert dry["result"] is False and plan["refusal"] in dry["comment"], dry
     ret = cluster.apply(["etcd1"])["etcd1"]
-    running = by_id(ret)["etcd-service-running-etcd_cluster-running"]
-    assert running["result"] is False and "downgrade" in running["comment"]
+    running = by_id(ret)[RUNNING]
+    assert running["result"] is False and plan["refusal"] in running["comment"], (running, plan)
     assert pids(cluster)["etcd1"] == before["etcd1"]
     set_site(cluster, rolling_site(cluster, version="3.5.1"))
 
@@ -151,7 +179,7 @@ def test_downgrade_is_refused(cluster):
 def test_a_dead_lock_holder_lets_the_next_apply_finish_the_roll(cluster):
     before = pids(cluster)
     set_site(cluster, rolling_site(cluster, version="3.5.1", tuning={"snapshot_count": 70000}))
-    c = etcd_client.Client(urls(cluster), 1)
+    c = client(cluster, 1)
     key = "/etcd-formula/rolllab/lock"
     results = {}
     worker = threading.Thread(target=lambda: results.update(cluster.apply(MEMBERS, timeout=90)))
@@ -205,7 +233,7 @@ def test_orchestration_walks_the_members_in_order(cluster):
 def test_a_member_that_does_not_come_back_stops_the_roll(cluster):
     # A flag etcd cannot parse: the first member to restart never serves again.
     set_site(cluster, rolling_site(cluster, version="3.5.1", extra_flags={"max-request-bytes": "lots"}))
-    with Traffic(urls(cluster), "marker") as traffic:
+    with writer(cluster, "marker") as traffic:
         ret = cluster.apply(MEMBERS)
         time.sleep(1)
     comments = {n: by_id(ret[n])["etcd-service-running-etcd_cluster-running"]["comment"] for n in MEMBERS}
@@ -214,11 +242,11 @@ def test_a_member_that_does_not_come_back_stops_the_roll(cluster):
     assert len(failed) == 1 and sorted(failed + stopped) == MEMBERS, comments
     assert traffic.worst_sample() <= 1, "the roll went on past the member that did not come back"
     marker = "/etcd-formula/rolllab/restart-failed"
-    c = etcd_client.Client(urls(cluster), 2)
+    c = client(cluster, 2)
     assert json.loads(c.get(marker))["member"] == failed[0]
     # The documented way back: fix the pillar, delete the marker, apply (that member first).
     set_site(cluster, rolling_site(cluster, version="3.5.1", extra_flags={}))
-    cluster.exec(stopped[0], "etcdctl", "--endpoints=http://127.0.0.1:2379", "del", marker, check=True)
+    cluster.exec(stopped[0], "etcdctl", "del", marker, check=True)
     ok(cluster.apply(failed)[failed[0]])
     for states in cluster.apply(MEMBERS).values():
         ok(states)
