@@ -1,6 +1,6 @@
 {#- Replace a failed member (its disk or VM is gone; the node that replaces it has the same
     minion id and pillar entry, and an empty data dir):
-      salt-run state.orch etcd.orch.replace_member pillar='{etcd_orch: {member: etcd3, via: etcd1}}'
+      salt-run state.orch etcd.orch.replace_member pillar='{etcd_orch: {member: etcd3, via: etcd1}}'  # noqa: 206 (YAML flow mapping, not Jinja)
     1. remove the dead member through a healthy one (`via`), under the cluster lock; the
        quorum rule applies, min_members does not (the member comes straight back); a
        member that still serves is refused (it has not failed) unless `force: true`;
@@ -13,7 +13,7 @@
 {%- if not member or not via or member == via %}
 etcd-orch-replace-arguments-test-fail_without_changes:
   test.fail_without_changes:
-    - name: "name the failed member and a healthy one: pillar='{etcd_orch: {member: etcd3, via: etcd1}}'"
+    - name: "name the failed member and a healthy one: pillar='{etcd_orch: {member: etcd3, via: etcd1}}'"  # noqa: 206 (YAML flow mapping, not Jinja)
 {%- else %}
 etcd-orch-replace-remove-salt-function:
   salt.function:

@@ -1,6 +1,6 @@
 {#- The member passes of a CA rotation, after `salt <ca minion> etcd_tls.rotate_ca`:
       salt-run state.orch etcd.orch.rotate_ca \
-        pillar='{etcd_orch: {members: [etcd1, etcd2, etcd3], bundle_minions: [k8s-master1]}}'
+        pillar='{etcd_orch: {members: [etcd1, etcd2, etcd3], bundle_minions: [k8s-master1]}}'  # noqa: 206 (YAML flow mapping, not Jinja)
     1. trust: each member writes the new CA next to the old and restarts through the
        guarded path (one at a time, leader last), so its running etcd trusts both;
     2. the consumers' client bundles (etcd.kubernetes on `bundle_minions`): their CA file

@@ -1,5 +1,5 @@
 {#- Scale out or in one member at a time, with a health gate between:
-      salt-run state.orch etcd.orch.scale pillar='{etcd_orch: {members: [etcd4, etcd5]}}'
+      salt-run state.orch etcd.orch.scale pillar='{etcd_orch: {members: [etcd4, etcd5]}}'  # noqa: 206 (YAML flow mapping, not Jinja)
     Change the site pillar first (add the new members, or drop the leaving ones), then
     name the nodes that change, in order: a new member is added as a learner and promoted,
     a leaving one is removed and retired; each apply ends when the cluster is healthy.
