@@ -13,10 +13,11 @@ import re
 
 try:  # loaded by Salt's loader as `etcd_settings`, or imported directly by unit tests
     import etcd_client
+    import etcd_flags
     import etcd_migration
     import etcd_releases
 except ImportError:  # pragma: no cover
-    from _utils import etcd_client, etcd_migration, etcd_releases
+    from _utils import etcd_client, etcd_flags, etcd_migration, etcd_releases
 
 try:
     import salt.utils.secret
@@ -301,10 +302,48 @@ def validate(pillar_etcd, settings, minion_id, node_has_etcd=False, as_member=Tr
     _validate_upgrade(settings, f)
     _validate_tls(settings, f)
     _validate_k8s_and_preflight(settings, f)
-    for flag in settings.get("extra_flags") or {}:
-        if str(flag).lstrip("-") in MANAGED_FLAGS:
-            f.error(f"extra_flags:{flag}", f"--{flag} is set by the formula", "remove it from `etcd:extra_flags`")
+    _validate_extra_flags(settings, f)
     return f.as_dict()
+
+
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def _validate_extra_flags(settings, f):
+    """One vocabulary: every spelling of a flag is normalised before any check."""
+    extra = settings.get("extra_flags")
+    if extra is None:
+        return
+    if not isinstance(extra, dict):
+        f.error("extra_flags", "must be a mapping of flag: value", "e.g. {enable-pprof: true}")
+        return
+    minor = ".".join(str(settings.get("version", "")).split(".")[:2])
+    known = etcd_flags.known(minor)
+    if known is None:
+        f.warn(
+            "extra_flags",
+            f"no flag list for etcd {minor}: extra_flags are not checked",
+            "add it to _utils/etcd_flags.py",
+        )
+    seen = {}
+    for raw, value in extra.items():
+        key = f"extra_flags:{raw}"
+        name = etcd_flags.normal(raw)
+        if name is None:
+            f.error(key, f"{raw!r} is not a flag name", "write it as etcd does, e.g. enable-pprof")
+            continue
+        if name in MANAGED_FLAGS:
+            f.error(key, f"--{name} is set by the formula", "remove it from `etcd:extra_flags`")
+        elif known is not None and name not in known:
+            near = difflib.get_close_matches(name, sorted(known), n=1)
+            f.error(key, f"etcd {minor} has no --{name}", f"did you mean {near[0]}?" if near else "see etcd --help")
+        if name in seen:
+            f.error(key, f"--{name} is given twice (also as {seen[name]!r})", "keep one spelling")
+        seen[name] = raw
+        if isinstance(value, (dict, list)) or value is None:
+            f.error(key, "must be a single value (text, number or true/false)", "e.g. enable-pprof: true")
+        elif CONTROL.search(str(value)):
+            f.error(key, "contains a control character (a newline would add a line to etcd.env)", "one line")
 
 
 def _validate_release(settings, f):
@@ -636,7 +675,7 @@ def flags(settings, name, version=None):
         # 3.5 pre-votes by default; on 3.4 a restarted follower could otherwise force an election.
         env["ETCD_PRE_VOTE"] = "true"
     for flag, value in (s.get("extra_flags") or {}).items():
-        key = "ETCD_" + str(flag).lstrip("-").upper().replace("-", "_")
+        key = "ETCD_" + (etcd_flags.normal(flag) or str(flag)).upper().replace("-", "_")
         env[key] = str(value).lower() if isinstance(value, bool) else value
     return {k: str(v) for k, v in env.items()}
 

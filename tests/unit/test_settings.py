@@ -82,6 +82,30 @@ def test_merge_order_is_defaults_then_lookup_then_pillar():
             "etcd:extra_flags:initial-cluster-state",
             "set by the formula",
         ),
+        # One flag vocabulary: every spelling of a managed flag is refused, with its key.
+        (with_(extra_flags={"client_cert_auth": "false"}), "etcd:extra_flags:client_cert_auth", "set by the formula"),
+        (
+            with_(extra_flags={"LISTEN_CLIENT_URLS": "http://0.0.0.0:2379"}),
+            "etcd:extra_flags:LISTEN_CLIENT_URLS",
+            "--listen-client-urls is set by the formula",
+        ),
+        (with_(extra_flags={"--trusted_ca_file": "/x"}), "etcd:extra_flags:--trusted_ca_file", "set by the formula"),
+        (with_(extra_flags={"Peer-Auto-TLS": True}), "etcd:extra_flags:Peer-Auto-TLS", "set by the formula"),
+        (with_(extra_flags={"enable-ppro": True}), "etcd:extra_flags:enable-ppro", "did you mean enable-pprof"),
+        (
+            with_(version="3.4.23", extra_flags={"unsafe-no-fsync": True}),
+            "etcd:extra_flags:unsafe-no-fsync",
+            "etcd 3.4 has no --unsafe-no-fsync",
+        ),
+        (with_(extra_flags={"log level": "info"}), "etcd:extra_flags:log level", "not a flag name"),
+        (
+            with_(extra_flags={"log-level": "info\nETCD_INITIAL_CLUSTER_STATE=new"}),
+            "etcd:extra_flags:log-level",
+            "control character",
+        ),
+        (with_(extra_flags={"log-level": ["info"]}), "etcd:extra_flags:log-level", "a single value"),
+        (with_(extra_flags={"enable-pprof": True, "ENABLE_PPROF": True}), "etcd:extra_flags:ENABLE_PPROF", "twice"),
+        (with_(extra_flags=["enable-pprof"]), "etcd:extra_flags", "must be a mapping"),
         (with_(source={"url": "ftp://mirror/etcd.tgz"}), "etcd:source:url", "not an http"),
         (with_(health={"interval": 10, "splay": 10}), "etcd:health:splay", "not under the interval"),
         (with_(health={"interval": 1}), "etcd:health:interval", "2 to 86400"),
@@ -176,3 +200,12 @@ def test_a_member_address_must_be_one_of_this_nodes():
     assert etcd_node.is_local_address("127.0.0.1")
     assert not etcd_node.is_local_address("192.0.2.77")  # TEST-NET-1: on no interface here
     assert etcd_node.is_local_address("etcd2.lan")  # not an IP: validation says so, not this
+
+
+@pytest.mark.parametrize("spelling", ["enable-pprof", "--enable-pprof", "ENABLE_PPROF", "enable_pprof", "Enable-Pprof"])
+def test_any_spelling_of_an_allowed_flag_renders_one_variable(spelling):
+    pillar = with_(extra_flags={spelling: True})
+    assert check(pillar)["valid"], check(pillar)["errors"]
+    env = etcd_settings.flags(etcd_settings.merge(pillar, "Debian"), "etcd1")
+    assert env["ETCD_ENABLE_PPROF"] == "true"
+    assert [k for k in env if "PPROF" in k] == ["ETCD_ENABLE_PPROF"]
