@@ -303,7 +303,99 @@ def validate(pillar_etcd, settings, minion_id, node_has_etcd=False, as_member=Tr
     _validate_tls(settings, f)
     _validate_k8s_and_preflight(settings, f)
     _validate_extra_flags(settings, f)
+    _validate_names_and_paths(given, settings, f)
     return f.as_dict()
+
+
+# Names that reach files, tags, keys in etcd and commands: checked by pattern first.
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")  # cluster names, tokens, minion ids
+POSIX_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+FQDN = re.compile(
+    r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+)
+# Directories the formula writes into or may delete: never a system directory itself.
+OWN_DIRS = (
+    "paths:install", "paths:config_dir", "paths:data", "paths:state", "tls:dir", "tls:ca_dir",
+    "upgrade:snapshot_dir", "kubernetes:bundle_dir",
+)  # fmt: skip
+OTHER_PATHS = ("paths:bin", "paths:unit", "kubernetes:manifest")
+SYSTEM_DIRS = {
+    "/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib64", "/opt", "/proc", "/root", "/run",
+    "/sbin", "/srv", "/sys", "/tmp", "/usr", "/usr/bin", "/usr/lib", "/usr/local", "/usr/local/bin",
+    "/usr/local/sbin", "/usr/sbin", "/usr/share", "/var", "/var/cache", "/var/lib", "/var/log", "/var/run",
+    "/var/tmp", "/etc/systemd", "/etc/systemd/system",
+}  # fmt: skip
+
+
+def _get(settings, path):
+    node = settings
+    for part in path.split(":"):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
+
+
+def _path_problem(value, own):
+    if not isinstance(value, str) or not value:
+        return "is not a path", "give an absolute path, e.g. /var/lib/etcd"
+    if not value.startswith("/"):
+        return f"{value!r} is not an absolute path", "start it with /"
+    if ".." in value.split("/") or os.path.normpath(value) != value:
+        return f"{value!r} is not a normalised path", f"write it as {os.path.normpath(value)!r}, without .. or //"
+    if own and (value in SYSTEM_DIRS or value.count("/") < 2):
+        return (
+            f"{value} is a system directory or too short: the formula writes into it and may delete it",
+            "use a directory of its own with at least two components, e.g. /var/lib/etcd",
+        )
+    return None
+
+
+def _validate_names_and_paths(given, settings, f):
+    """Every value that reaches a file, a path, an etcd key or a command: type and pattern."""
+    for key, text in _strings(given, ""):
+        if CONTROL.search(text):
+            f.error(key, "contains a control character (a newline would add a line to a file)", "one line of text")
+    cluster = settings.get("cluster") or {}
+    for part in ("name", "token"):
+        value = cluster.get(part)
+        if value is not None and (not isinstance(value, str) or not NAME.match(value)):
+            f.error(
+                f"cluster:{part}",
+                f"{value!r} is not a plain name (letters, digits, . _ -, up to 63, no / or spaces)",
+                f"set `etcd:cluster:{part}` to e.g. storageos",
+            )
+    members = settings.get("members")
+    for name, member in (members if isinstance(members, dict) else {}).items():
+        if not isinstance(name, str) or not NAME.match(name):
+            f.error(f"members:{name}", f"{name!r} is not a minion id", "use the member's minion id, e.g. etcd1")
+        fqdn = member.get("fqdn") if isinstance(member, dict) else None
+        if fqdn is not None and (not isinstance(fqdn, str) or not FQDN.match(fqdn)):
+            f.error(f"members:{name}:fqdn", f"{fqdn!r} is not a DNS name", "e.g. etcd1.example.com")
+    for part in ("user", "group"):
+        value = settings.get(part)
+        if not isinstance(value, str) or not POSIX_NAME.match(value):
+            f.error(part, f"{value!r} is not a user or group name", f"set `etcd:{part}` to e.g. etcd")
+        elif value == "root":
+            f.error(part, "etcd must not run as root", f"set `etcd:{part}` to etcd (the formula creates it)")
+    for key in OWN_DIRS + OTHER_PATHS:
+        value = _get(settings, key)
+        problem = _path_problem(value, key in OWN_DIRS)
+        if problem:
+            f.error(key, *problem)
+
+
+def _strings(node, path):
+    """(key, text) of every string in the given pillar, keys included."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            full = f"{path}:{key}" if path else str(key)
+            if isinstance(key, str):
+                yield full, key
+            yield from _strings(value, full)
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _strings(value, f"{path}:{i}")
+    elif isinstance(node, str):
+        yield path, node
 
 
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -342,8 +434,7 @@ def _validate_extra_flags(settings, f):
         seen[name] = raw
         if isinstance(value, (dict, list)) or value is None:
             f.error(key, "must be a single value (text, number or true/false)", "e.g. enable-pprof: true")
-        elif CONTROL.search(str(value)):
-            f.error(key, "contains a control character (a newline would add a line to etcd.env)", "one line")
+        # Control characters in values: _validate_names_and_paths, for every string.
 
 
 def _validate_release(settings, f):
@@ -437,9 +528,6 @@ def _validate_tls(settings, f):
     _int(f, "tls:ca_days_valid", t.get("ca_days_valid"), 1, 36500, "e.g. 3650")
     if days and renew is not None and renew >= days:
         f.warn("tls:renew_days", f"{renew} days is not under the validity {days}: every apply renews", "lower it")
-    for path_key in ("dir", "ca_dir"):
-        if not str(t.get(path_key) or "").startswith("/"):
-            f.error(f"tls:{path_key}", f"{t.get(path_key)!r} is not an absolute path", f"set `etcd:tls:{path_key}`")
     if not isinstance(t.get("extra_sans"), list):
         f.error("tls:extra_sans", "must be a list of DNS names or IPs", "e.g. [etcd.storageos.svc]")
     if not isinstance(t.get("bundle_minions"), list):
@@ -469,17 +557,12 @@ def _validate_k8s_and_preflight(settings, f):
     for key in ("legacy_endpoints", "apply"):
         if not isinstance(k.get(key), bool):
             f.error(f"kubernetes:{key}", f"must be true or false, not {k.get(key)!r}", f"set `etcd:kubernetes:{key}`")
-    for key in ("manifest", "bundle_dir"):
-        if not str(k.get(key) or "").startswith("/"):
-            f.error(f"kubernetes:{key}", f"{k.get(key)!r} is not an absolute path", f"set `etcd:kubernetes:{key}`")
 
 
 def _validate_upgrade(settings, f):
     u = settings.get("upgrade") or {}
     if not isinstance(u.get("snapshot"), bool):
         f.error("upgrade:snapshot", f"must be true or false, not {u.get('snapshot')!r}", "set `etcd:upgrade:snapshot`")
-    if not str(u.get("snapshot_dir") or "").startswith("/"):
-        f.error("upgrade:snapshot_dir", f"{u.get('snapshot_dir')!r} is not an absolute path", "e.g. /var/backups/etcd")
     _int(f, "upgrade:keep", u.get("keep"), 1, 100, "snapshots to keep, e.g. 3")
 
 
