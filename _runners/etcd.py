@@ -7,6 +7,7 @@ example reactor (``salt://etcd/reactor/health.sls``) calls on degraded and criti
 """
 
 import logging
+import re
 import time
 
 import salt.cache
@@ -20,6 +21,11 @@ ALERT_BANK = "etcd/alerts"
 # minion _utils to import (etcd_health.ERROR, etcd_cluster.HEALTH_JOB).
 ERROR = "error"  # a member's check failed (etcd_health.error_report)
 HEALTH_JOB = "etcd-health"
+# Event and mine data come from minions: a cluster name or minion id is used (cache key,
+# tag, log line) only when it matches these (as etcd_settings.NAME does on minions) and
+# the sender is a member of that cluster by its pillar as the master compiled it.
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+MINION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
 
 
 def __virtual__():
@@ -34,8 +40,30 @@ def _latest_reports(cluster=None):
             continue
         if cluster and rep.get("cluster") != cluster:
             continue
+        if _trust_refusal(minion, rep.get("cluster")):
+            continue  # a report for a cluster its sender is not a member of
         clusters.setdefault(rep.get("cluster"), {})[minion] = rep
     return clusters
+
+
+def _trust_refusal(minion, cluster):
+    """None when `minion` may report on `cluster`, else why not. The master decides from
+    its own data: the sender's pillar as the master last compiled it (the minion data
+    cache, `minion_data_cache: true`, Salt's default), never from fields of the report.
+    One cache read per report, no pillar compile."""
+    if not isinstance(cluster, str) or not NAME.match(cluster):
+        return "the cluster name is not a plain name"
+    if not isinstance(minion, str) or not MINION.match(minion):
+        return "the sender is not a minion id"
+    data = _cache().fetch(f"minions/{minion}", "data") or {}
+    etcd = (data.get("pillar") or {}).get("etcd") if isinstance(data, dict) else None
+    if not isinstance(etcd, dict):
+        return f"the master has no etcd pillar cached for {minion}"
+    name = (etcd.get("cluster") or {}).get("name") if isinstance(etcd.get("cluster"), dict) else None
+    members = etcd.get("members") if isinstance(etcd.get("members"), dict) else {}
+    if name != cluster or minion not in members:
+        return f"{minion} is not a member of {cluster} by its pillar"
+    return None
 
 
 def _summary(name, by_minion, now):
@@ -222,9 +250,22 @@ def alert(report=None, minion=None, repeat=3600):
     if not isinstance(report, dict) or "cluster" not in report or "verdict" not in report:
         return {"result": False, "comment": "alert needs a health report (the event's data)"}
     cluster, verdict = report["cluster"], report["verdict"]
+    if verdict not in ("ok", "degraded", "critical", ERROR):
+        verdict = "unknown"
+    # From the reactor, `minion` is the event's id (set by the master); from the CLI, the
+    # operator's own call names no sender and only the name is checked.
+    refusal = (
+        _trust_refusal(minion, cluster)
+        if minion is not None
+        else (None if isinstance(cluster, str) and NAME.match(cluster) else "the cluster name is not a plain name")
+    )
+    if refusal:
+        log.warning("etcd alert refused (%s): a health report that does not come from a member of its cluster", refusal)
+        return {"result": False, "comment": f"refused: {refusal}", "sent": False}
     reasons = [
-        {"code": r.get("code"), "member": r.get("member"), "level": r.get("level"), "text": r.get("text")}
-        for r in report.get("reasons", [])
+        {"code": r.get("code"), "member": r.get("member"), "level": r.get("level"), "text": str(r.get("text"))[:500]}
+        for r in (report.get("reasons") if isinstance(report.get("reasons"), list) else [])
+        if isinstance(r, dict)
     ]
     signature = [verdict, sorted(f"{r['code']}:{r['member']}" for r in reasons)]
     cache = _cache()
@@ -236,7 +277,7 @@ def alert(report=None, minion=None, repeat=3600):
         "cluster": cluster,
         "verdict": verdict,
         "reasons": reasons,
-        "minion": minion or report.get("minion"),
+        "minion": minion,
         "report_time": report.get("time"),
         "time": now,
         "signature": signature,

@@ -6,6 +6,7 @@ partition and a full database, each seen by the scheduled checks, and each heale
 
 import json
 import time
+from pathlib import Path
 
 import pytest
 from results import MEMBERS, changed, ok, set_site, wipe
@@ -155,6 +156,34 @@ def test_report_runner_shows_the_cluster(cluster):
     assert "IN USE%" in out
     assert all(0 < m["db_in_use_pct"] <= m["db_pct"] for m in parsed["members"]), parsed["members"]
     assert all(m["cert_days"] > 300 for m in parsed["members"]), parsed["members"]
+
+
+def test_forged_reports_from_a_non_member_are_refused(cluster, event_listener):
+    """The CA minion (not a member) fires health events as a member would, with names that
+    try to escape the master's cache and with the real cluster's name: the reactor hands
+    them to etcd.alert, which refuses each (the event's id is not a member by its pillar)."""
+    cachedir = Path(cluster.master.config["cachedir"])
+    log_file = Path(cluster.master.config["log_file"])
+    refusals_before = log_file.read_text().count("etcd alert refused")
+    files_before = {p for p in cachedir.parent.rglob("*") if p.is_file()}
+    alerts_before = {p: p.stat().st_mtime for p in (cachedir / "etcd" / "alerts").glob("*")}
+    after = time.time()
+    forged = {"../../mine/" + CA: "etcd/x/health/critical", "../../../../escaped/dir/x": "etcd/y/health/critical"}
+    forged[CLUSTER] = f"etcd/{CLUSTER}/health/critical"
+    for name, tag in forged.items():
+        report = {"cluster": name, "verdict": "critical", "time": time.time(), "minion": "etcd1"}
+        report["reasons"] = [{"code": "forged", "member": "etcd1", "level": "critical", "text": "forged"}]
+        assert cluster.salt(CA, "event.send", tag, f"data={json.dumps(report)}")[CA] is True
+    deadline = time.monotonic() + 30
+    while log_file.read_text().count("etcd alert refused") < refusals_before + 3 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert log_file.read_text().count("etcd alert refused") == refusals_before + 3
+    alerts = event_listener.get_events([(cluster.master.id, "etcd/*/alert")], after_time=after)
+    assert not [e for e in alerts if "forged" in json.dumps(e.data)], [e.tag for e in alerts]
+    new_files = {p for p in cachedir.parent.rglob("*") if p.is_file()} - files_before
+    assert not [p for p in new_files if "escaped" in str(p) or "alerts" in str(p)], new_files
+    assert {p: p.stat().st_mtime for p in (cachedir / "etcd" / "alerts").glob("*")} == alerts_before
+    assert (cluster.salt("etcd1", "mine.get", CA, "etcd_ca_certs")["etcd1"] or {}).get(CA), "the CA's mine entry"
 
 
 def test_crash_reports_degraded_and_the_reactor_alerts(cluster, event_listener):
