@@ -49,14 +49,14 @@ def _latest_reports(cluster=None):
 def _trust_refusal(minion, cluster):
     """None when `minion` may report on `cluster`, else why not. The master decides from
     its own data: the sender's pillar as the master last compiled it (the minion data
-    cache, `minion_data_cache: true`, Salt's default), never from fields of the report.
+    cache, ``minion_data_cache: true``, Salt's default), never from fields of the report.
     One cache read per report, no pillar compile."""
     if not isinstance(cluster, str) or not NAME.match(cluster):
         return "the cluster name is not a plain name"
     if not isinstance(minion, str) or not MINION.match(minion):
         return "the sender is not a minion id"
-    data = _cache().fetch(f"minions/{minion}", "data") or {}
-    etcd = (data.get("pillar") or {}).get("etcd") if isinstance(data, dict) else None
+    pillar = _cached_pillar(minion)
+    etcd = pillar.get("etcd") if isinstance(pillar, dict) else None
     if not isinstance(etcd, dict):
         return f"the master has no etcd pillar cached for {minion}"
     name = (etcd.get("cluster") or {}).get("name") if isinstance(etcd.get("cluster"), dict) else None
@@ -228,6 +228,17 @@ def _why_no_reports(cluster=None, timeout=5):
     if not lines:
         lines.append("  no minion answered with etcd-formula's modules: run `salt '*' saltutil.sync_all`")
     return lines
+
+
+def _cached_pillar(minion):
+    """The pillar the master last compiled for `minion`: bank ``pillar`` (Salt 3008), or
+    the older ``minions/<id>`` data."""
+    cache = _cache()
+    pillar = cache.fetch("pillar", minion)
+    if not pillar:
+        data = cache.fetch(f"minions/{minion}", "data") or {}
+        pillar = data.get("pillar") if isinstance(data, dict) else None
+    return pillar or {}
 
 
 def _cache():
