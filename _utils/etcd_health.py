@@ -313,6 +313,15 @@ def assess(facts, settings, certificates=None):
                 f"WAL fsync p99 is at most {wal['p99_ms']} ms (>{h['wal_fsync_p99_ms']})",
             )
         )
+    if not settings.get("tls_chosen", True):
+        reasons.append(
+            _reason(
+                "plain_http_implicit",
+                facts.get("local"),
+                "plain HTTP without client authentication because etcd:tls:enabled is not set: "
+                "set it (false keeps plain HTTP, true turns TLS on)",
+            )
+        )
     for path, cert in (certificates or {}).items():
         days = cert.get("days_left")
         if days is not None and days < 0:

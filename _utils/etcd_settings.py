@@ -179,7 +179,19 @@ def merge(pillar_etcd, os_family=None):
     _merge(settings, over)
     if not settings["cluster"].get("token") and settings["cluster"].get("name"):
         settings["cluster"]["token"] = f"{settings['cluster']['name']}-etcd"
+    # Derived, not a pillar key: whether the site chose plain HTTP or TLS explicitly.
+    settings["tls_chosen"] = tls_chosen(pillar_etcd)
     return settings
+
+
+def tls_chosen(pillar_etcd):
+    """Whether the site pillar says `tls:enabled` itself (true or false), in `etcd` or
+    `etcd:lookup`; the default alone is no choice."""
+    for source in (pillar_etcd, (pillar_etcd or {}).get("lookup") if isinstance(pillar_etcd, dict) else None):
+        tls = source.get("tls") if isinstance(source, dict) else None
+        if isinstance(tls, dict) and isinstance(tls.get("enabled"), bool):
+            return True
+    return False
 
 
 class Findings:
@@ -304,6 +316,15 @@ def validate(pillar_etcd, settings, minion_id, node_has_etcd=False, as_member=Tr
     _validate_k8s_and_preflight(settings, f)
     _validate_extra_flags(settings, f)
     _validate_names_and_paths(given, settings, f)
+    if as_member and not settings.get("tls_chosen", True):
+        choose = (
+            "set `etcd:tls:enabled: true` with `etcd:tls:ca_minion: <a minion that is not a member>` "
+            "(production), or `etcd:tls:enabled: false` (a lab)"
+        )
+        if node_has_etcd:  # a running plain cluster keeps running; it is told every apply
+            f.warn("tls:enabled", "not set: this cluster serves plain HTTP and asks clients for no certificate", choose)
+        else:
+            f.error("tls:enabled", "not set: a new cluster needs an explicit choice, plain HTTP is never silent", choose)
     return f.as_dict()
 
 

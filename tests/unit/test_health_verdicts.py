@@ -30,6 +30,7 @@ def settings():
         {
             "cluster": {"name": "lab"},
             "members": {n: {"address": f"10.0.0.{i}"} for n, i in IDS.items()},
+            "tls": {"enabled": False},
         }
     )
     return s
@@ -297,3 +298,12 @@ def test_error_report_names_the_exception_and_a_safe_cluster(settings, cluster):
 def test_error_report_text_is_bounded():
     report = etcd_health.error_report(RuntimeError("x" * 5000), {"cluster": {"name": "c"}}, "etcd1")
     assert len(report["error"]) == 500
+
+
+def test_a_site_that_never_chose_tls_is_degraded_until_it_says_so():
+    s = settings()
+    s["tls_chosen"] = False  # etcd:tls:enabled absent from pillar (etcd_settings.tls_chosen)
+    report = etcd_health.assess(healthy_facts(), s)
+    assert report["verdict"] == "degraded"
+    assert [r["code"] for r in report["reasons"]] == ["plain_http_implicit"]
+    assert "etcd:tls:enabled" in report["reasons"][0]["text"]

@@ -20,6 +20,7 @@ def settings(**over):
         "cluster": {"name": "lab"},
         "members": {f"etcd{i}": {"address": f"10.0.0.1{i}"} for i in (1, 2, 3)},
         "ports": {"client": 12379, "peer": 12380},
+        "tls": {"enabled": False},
     }
     pillar.update(over)
     return etcd_settings.merge(pillar)

@@ -12,6 +12,7 @@ SITE = {
         "etcd2": {"address": "10.0.0.12", "fqdn": "etcd2.example.com"},
         "etcd3": {"address": "10.0.0.13", "fqdn": "etcd3.example.com"},
     },
+    "tls": {"enabled": False},  # plain HTTP on purpose: these tests are about other keys
 }
 
 
@@ -209,3 +210,15 @@ def test_any_spelling_of_an_allowed_flag_renders_one_variable(spelling):
     env = etcd_settings.flags(etcd_settings.merge(pillar, "Debian"), "etcd1")
     assert env["ETCD_ENABLE_PPROF"] == "true"
     assert [k for k in env if "PPROF" in k] == ["ETCD_ENABLE_PPROF"]
+
+
+def test_plain_http_is_never_silent():
+    unset = with_(tls=KeyError)
+    new = check(unset)
+    assert not new["valid"] and keys(new["errors"]) == ["etcd:tls:enabled"], new["errors"]
+    assert "ca_minion" in new["errors"][0]["fix"] and "enabled: false" in new["errors"][0]["fix"]
+    running = check(unset, has_etcd=True)  # a running plain cluster keeps running, warned every apply
+    assert running["valid"] and "etcd:tls:enabled" in keys(running["warnings"]), running
+    assert check(with_(tls={"enabled": False}))["valid"]
+    assert check(with_(tls=KeyError, lookup={"tls": {"enabled": False}}))["valid"]
+    assert etcd_settings.merge(unset)["tls_chosen"] is False
