@@ -324,7 +324,9 @@ def validate(pillar_etcd, settings, minion_id, node_has_etcd=False, as_member=Tr
         if node_has_etcd:  # a running plain cluster keeps running; it is told every apply
             f.warn("tls:enabled", "not set: this cluster serves plain HTTP and asks clients for no certificate", choose)
         else:
-            f.error("tls:enabled", "not set: a new cluster needs an explicit choice, plain HTTP is never silent", choose)
+            f.error(
+                "tls:enabled", "not set: a new cluster needs an explicit choice, plain HTTP is never silent", choose
+            )
     return f.as_dict()
 
 
