@@ -486,7 +486,7 @@ def refresh_policies():
     return {"changed": changed, "members": sorted(s["members"])}
 
 
-def client_bundle(directory, cn="etcd-client", user="root"):
+def client_bundle(directory, cn=None, user="root"):
     """
     A client bundle for a consumer of the cluster (e.g. the storage operator), with the
     file names it expects: ``etcd-client-ca.crt``, ``etcd-client.crt`` and
@@ -498,9 +498,22 @@ def client_bundle(directory, cn="etcd-client", user="root"):
 
     .. code-block:: bash
 
-        salt k8s-master1 etcd_tls.client_bundle /etc/etcd-client cn=storageos
+        salt k8s-master1 etcd_tls.client_bundle /etc/etcd-client
     """
     s = _settings()
+    me = __opts__["id"]
+    pinned = etcd_settings.bundle_cns(s).get(me)
+    if pinned is None:
+        raise CommandExecutionError(
+            f"{me} may not hold a client bundle: list it under etcd:tls:bundle_minions (then salt "
+            f"{s['tls']['ca_minion']} state.apply etcd.ca)"
+        )
+    if cn is not None and cn != pinned:
+        raise CommandExecutionError(
+            f"cn={cn!r} refused: {me}'s client certificate is {pinned!r}, pinned by pillar "
+            f"(etcd:tls:bundle_minions:{me}: {cn} to change it)"
+        )
+    cn = pinned
     os.makedirs(directory, mode=0o755, exist_ok=True)
     pw = pwd.getpwnam(user)
     ca_path = os.path.join(directory, "etcd-client-ca.crt")
@@ -527,8 +540,12 @@ def client_bundle(directory, cn="etcd-client", user="root"):
     if reasons:
         if not os.path.exists(key_path):
             etcd_tls.make_key(key_path, s["tls"]["key_type"], pw.pw_uid, pw.pw_gid)
+        _ask_ca_to_refresh(s)
         pem = __salt__["x509.create_certificate"](
-            ca_server=s["tls"]["ca_minion"], signing_policy=POLICY["client"], private_key=key_path, CN=cn
+            ca_server=s["tls"]["ca_minion"],
+            signing_policy=etcd_policies.policy_name("client", me),
+            private_key=key_path,
+            CN=cn,
         )
         etcd_tls.write_public(cert_path, pem, pw.pw_uid, pw.pw_gid)
     return _bundle_facts(ca_path, cert_path, key_path, changed, reasons)

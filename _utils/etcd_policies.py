@@ -3,8 +3,8 @@
 One policy per member and use (``etcd_server:<id>``, ``etcd_peer:<id>``,
 ``etcd_admin:<id>``), usable by that minion only, with its CN and SANs pinned: x509_v2
 lets a policy's values override the request's, so what is pinned here is what the
-certificate says, whatever the requesting minion asked for. Client bundles share
-``etcd_client`` (members and ``tls:bundle_minions``).
+certificate says, whatever the requesting minion asked for. Client bundles get
+``etcd_client:<id>`` with the CN pillar gives them (``etcd_settings.bundle_cns``).
 """
 
 import os
@@ -17,13 +17,12 @@ except ImportError:  # pragma: no cover
 
 GRAIN = "x509_signing_policies"  # where x509_v2 finds them (config.get) on the CA minion
 POLICY = {"server": "etcd_server", "peer": "etcd_peer", "admin": "etcd_admin", "client": "etcd_client"}
-MEMBER_KINDS = ("server", "peer", "admin")
 CA_STEMS = {"client_ca": "client-ca", "peer_ca": "peer-ca"}
 
 
 def policy_name(kind, minion):
-    """The policy a minion asks for: its own for member certificates, the shared one for bundles."""
-    return f"{POLICY[kind]}:{minion}" if kind in MEMBER_KINDS else POLICY[kind]
+    """The policy a minion asks for: its own, per use (``etcd_server:etcd1``, ``etcd_client:k8s1``)."""
+    return f"{POLICY[kind]}:{minion}"
 
 
 def signing_policies(s):
@@ -53,6 +52,6 @@ def signing_policies(s):
         )
         out[policy_name("peer", name)] = policy("peer_ca", "serverAuth, clientAuth", name, CN=name, subjectAltName=sans)
         out[policy_name("admin", name)] = policy("client_ca", "clientAuth", name, CN=f"etcd-admin-{name}")
-    bundle = sorted(set(s["members"]) | set(t["bundle_minions"]))
-    out[POLICY["client"]] = policy("client_ca", "clientAuth", "L@" + ",".join(bundle))
+    for minion, cn in sorted(etcd_settings.bundle_cns(s).items()):
+        out[policy_name("client", minion)] = policy("client_ca", "clientAuth", minion, CN=cn)
     return out

@@ -86,7 +86,7 @@ DEFAULTS = {
         "renew_days": 30,
         "key_type": "ec",  # ec (P-256) or rsa (2048 bits)
         "extra_sans": [],
-        "bundle_minions": [],  # minions (not members) allowed a client bundle
+        "bundle_minions": [],  # minions allowed a client bundle: [id, ...] or {id: certificate CN}
         "files": {},  # mode files: <what>: <path on the node>, see TLS_FILES
     },
     # Kubernetes objects for consumers in a cluster (salt/etcd/kubernetes.sls).
@@ -129,7 +129,7 @@ DEFAULTS = {
 OS_FAMILY = {"Debian": {}, "RedHat": {}, "Suse": {}, "Arch": {}}
 MEMBER_KEYS = {"address": None, "fqdn": None}
 # Maps whose keys are the user's own (minion ids, versions, flag names): no typo check.
-FREE_MAPS = {"members", "source:checksums", "extra_flags", "lookup", "tls:files"}
+FREE_MAPS = {"members", "source:checksums", "extra_flags", "lookup", "tls:files", "tls:bundle_minions"}
 TLS_MODES = ("ca_minion", "files")
 KEY_TYPES = ("ec", "rsa")
 # The certificate material of a member: file name in tls:dir, owner, mode.
@@ -332,6 +332,7 @@ def validate(pillar_etcd, settings, minion_id, node_has_etcd=False, as_member=Tr
 
 # Names that reach files, tags, keys in etcd and commands: checked by pattern first.
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")  # cluster names, tokens, minion ids
+CN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")  # a client certificate's CN (an etcd user, later)
 POSIX_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 FQDN = re.compile(
     r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
@@ -553,8 +554,17 @@ def _validate_tls(settings, f):
         f.warn("tls:renew_days", f"{renew} days is not under the validity {days}: every apply renews", "lower it")
     if not isinstance(t.get("extra_sans"), list):
         f.error("tls:extra_sans", "must be a list of DNS names or IPs", "e.g. [etcd.storageos.svc]")
-    if not isinstance(t.get("bundle_minions"), list):
-        f.error("tls:bundle_minions", "must be a list of minion ids", "e.g. [k8s-master1]")
+    bundles = t.get("bundle_minions")
+    if isinstance(bundles, list):
+        bundles = {m: "etcd-client" for m in bundles}
+    if not isinstance(bundles, dict):
+        f.error("tls:bundle_minions", "must be a list of minion ids or a map id: CN", "e.g. {k8s-master1: storageos}")
+    else:
+        for minion, cn in bundles.items():
+            if not isinstance(minion, str) or not NAME.match(minion):
+                f.error(f"tls:bundle_minions:{minion}", f"{minion!r} is not a minion id", "e.g. k8s-master1")
+            elif not isinstance(cn, str) or not CN.match(cn):
+                f.error(f"tls:bundle_minions:{minion}", f"{cn!r} is not a certificate CN", "e.g. storageos")
 
 
 PREFLIGHT_MODES = ("warn", "enforce", "off")
@@ -657,6 +667,25 @@ def client(settings, me, urls=None, timeout=None):
         timeout or settings["service"]["probe_timeout"],
         *client_tls(settings),
     )
+
+
+def bundle_cns(settings):
+    """{minion: the CN its client bundle certificate must carry}: pinned by pillar, so a
+    bundle minion cannot choose its identity. `bundle_minions` as a map gives each CN; as a
+    list, the Kubernetes minion's is `kubernetes:service` (the storage operator's user) and
+    the others' `etcd-client`. Members may hold a bundle too (CN as for the list form)."""
+    t, k = settings["tls"], settings.get("kubernetes") or {}
+    given = t.get("bundle_minions") or []
+
+    def default(minion):
+        return k.get("service") if minion == k.get("minion") and k.get("service") else "etcd-client"
+
+    out = {m: default(m) for m in settings.get("members") or {}}
+    if isinstance(given, dict):
+        out.update({m: cn for m, cn in given.items() if isinstance(cn, str)})
+    else:
+        out.update({m: default(m) for m in given})
+    return out
 
 
 def member_sans(settings, name):

@@ -68,7 +68,7 @@ etcd:
     renew_days: 30               # renew on apply when fewer days are left
     key_type: ec                 # ec (P-256) or rsa (2048)
     extra_sans: []               # e.g. the Kubernetes Service names: [etcd.storageos.svc]
-    bundle_minions: []           # non-members allowed a client bundle (etcd_tls.client_bundle)
+    bundle_minions: []           # client bundles: {minion: CN}, e.g. {k8s-master1: storageos}
     files: {}                    # mode files: server_cert, server_key, peer_cert, peer_key,
     #                              admin_cert, admin_key, client_ca, peer_ca: paths on the node
 

@@ -43,7 +43,7 @@ def salt(lab, *args):
 def tls_site(lab, name, enabled=True):
     site = lab.site()
     site["etcd"]["cluster"].update(name=name, bootstrap=True)
-    site["etcd"]["tls"].update(enabled=enabled, ca_minion=CA, bundle_minions=["etcd4"])
+    site["etcd"]["tls"].update(enabled=enabled, ca_minion=CA, bundle_minions={"etcd4": "storageos"})
     site["etcd"]["health"] = {"schedule": False}
     return site
 
@@ -280,6 +280,10 @@ def test_client_bundle_for_the_storage_operator(tls):
     ok(apply(tls, CA, sls="etcd.ca")[CA])  # policies know bundle_minions
     tls.salt("etcd4", "saltutil.refresh_pillar", "wait=True")
     tls.exec("etcd4", "rm", "-rf", "/etc/etcd-client")  # test_kubernetes may have made one
+    # The CN is pillar's: a bundle minion asking for another identity (root) is refused.
+    refused = tls.salt("etcd4", "etcd_tls.client_bundle", "/etc/etcd-client", "cn=root")["etcd4"]
+    assert "cn='root' refused" in str(refused) and "'storageos', pinned by pillar" in str(refused), refused
+    assert tls.exec("etcd4", "test", "-e", "/etc/etcd-client/etcd-client.crt").returncode != 0
     got = salt(tls, "etcd4", "etcd_tls.client_bundle", "/etc/etcd-client", "cn=storageos")["etcd4"]
     assert got["changed"] is True, got
     stat = tls.exec("etcd4", "stat", "-c", "%n %a", *got["files"].values()).stdout.split("\n")[:3]

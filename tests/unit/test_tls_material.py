@@ -153,12 +153,14 @@ def test_each_member_policy_pins_its_own_names_whatever_is_asked():
     _, s = site(bundle_minions=["k8s-master1"])
     policies = etcd_policies.signing_policies(s)
     assert sorted(policies) == sorted(
-        [f"etcd_{kind}:{m}" for kind in ("server", "peer", "admin") for m in s["members"]] + ["etcd_client"]
+        [f"etcd_{kind}:{m}" for kind in ("server", "peer", "admin", "client") for m in s["members"]]
+        + ["etcd_client:k8s-master1"]
     )
     server = policies[etcd_policies.policy_name("server", "etcd1")]
     assert server["minions"] == "etcd1"  # a plain id: no other minion may use it
     assert policies["etcd_peer:etcd2"]["signing_cert"].endswith("/peer-ca.crt")
-    assert policies["etcd_client"]["minions"] == "L@etcd1,etcd2,k8s-master1"
+    assert policies["etcd_client:k8s-master1"]["minions"] == "k8s-master1"
+    assert policies["etcd_client:k8s-master1"]["CN"] == "etcd-client"  # the list form's default
     # etcd1 asks for etcd2's address and another CN: x509_v2's merge keeps the pinned ones.
     asked = {"CN": "etcd2", "subjectAltName": "IP:10.0.0.12, DNS:etcd2"}
     merged = salt.utils.x509.merge_signing_policy(server, dict(asked))
@@ -167,3 +169,17 @@ def test_each_member_policy_pins_its_own_names_whatever_is_asked():
     assert "10.0.0.12" not in merged["subjectAltName"]
     admin = salt.utils.x509.merge_signing_policy(policies["etcd_admin:etcd2"], {"CN": "root"})
     assert admin["CN"] == "etcd-admin-etcd2"
+
+
+def test_a_bundle_minion_gets_the_cn_pillar_gives_it_never_its_own_choice():
+    import etcd_policies
+    import salt.utils.x509
+
+    _, s = site(bundle_minions={"k8s-master1": "storageos"})
+    policy = etcd_policies.signing_policies(s)["etcd_client:k8s-master1"]
+    assert salt.utils.x509.merge_signing_policy(policy, {"CN": "root"})["CN"] == "storageos"
+    s["kubernetes"].update(minion="k8s-master2", service="storageos-etcd")
+    s["tls"]["bundle_minions"] = ["k8s-master2", "reader"]
+    assert etcd_settings.bundle_cns(s) == {
+        "etcd1": "etcd-client", "etcd2": "etcd-client", "k8s-master2": "storageos-etcd", "reader": "etcd-client"
+    }  # fmt: skip
