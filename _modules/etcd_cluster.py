@@ -7,6 +7,7 @@ gateway client in ``_utils/etcd_client.py``.
 import concurrent.futures
 import json
 import os
+import re
 import time
 
 import etcd_fresh
@@ -441,26 +442,24 @@ def reported_members():
     reports = [
         (name, r)
         for name, r in got.items()
-        if name in others and isinstance(r, dict) and r.get("cluster") == s["cluster"]["name"]
+        if name in others
+        and isinstance(r, dict)
+        and r.get("cluster") == s["cluster"]["name"]
+        and isinstance(r.get("members"), list)
+        and r["members"]
+        and isinstance(r.get("time"), (int, float))
     ]
-    reports = [(name, r) for name, r in reports if isinstance(r.get("members"), list) and r["members"]]
     if not reports:
         return None
-    name, r = max(reports, key=lambda item: item[1].get("time") or 0)
-    listing = etcd_health.listing_of(r)
-    return dict(
-        listing, reporter=name, cluster_id=str(r.get("cluster_id")), age=int(time.time() - (r.get("time") or 0))
-    )
-
-
-def _member_plan(s, me, live, source):
-    """Where a node without data stands in the live cluster (what bootstrap_plan decides)."""
-    plan = _member_place(s, me, live)
-    plan["reason"] += source
-    return plan
+    name, r = max(reports, key=lambda item: item[1]["time"])
+    # A member's report is its word: the cluster ID reaches a comment only as hex.
+    cluster_id = str(r.get("cluster_id"))
+    cluster_id = cluster_id if re.fullmatch(r"[0-9a-f]{1,16}", cluster_id) else "unknown"
+    return dict(etcd_health.listing_of(r), reporter=name, cluster_id=cluster_id, age=int(time.time() - r["time"]))
 
 
 def _member_place(s, me, live):
+    """Where a node without data stands in the live cluster (what bootstrap_plan decides)."""
     mine = etcd_settings.peer_url(s, me)
     listed = [m for m in live["members"] if m["name"] == me or mine in m["peer_urls"]]
     if not listed:
@@ -501,7 +500,9 @@ def bootstrap_plan():
         return {"action": "start", "reason": f"{s['paths']['data']} holds this member's data"}
     live, source = _live_view(s)
     if live["answered"]:
-        return _member_plan(s, me, live, source)
+        plan = _member_place(s, me, live)
+        plan["reason"] += source
+        return plan
     if source == BLIND:
         return {
             "action": "unknown",
