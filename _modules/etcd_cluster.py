@@ -20,6 +20,7 @@ import etcd_fresh
 (
     etcd_client,
     etcd_disk,
+    etcd_envfile,
     etcd_health,
     etcd_k8s,
     etcd_lock,
@@ -31,6 +32,7 @@ import etcd_fresh
 ) = etcd_fresh.load(
     "etcd_client",
     "etcd_disk",
+    "etcd_envfile",
     "etcd_health",
     "etcd_k8s",
     "etcd_lock",
@@ -226,6 +228,20 @@ def env(name=None, version=None):
         # Rendering must not fail on a bad pillar: the validate state reports it, first.
         return {}
     return etcd_settings.flags(s, name, version or config_version())
+
+
+def env_lines(version=None):
+    """
+    ``etcd.env``'s assignments as ``etcd.config`` writes them: ``env`` with each value
+    quoted the way systemd's EnvironmentFile= and the shell read it (``_utils/etcd_envfile``).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt etcd1 etcd_cluster.env_lines
+    """
+    return etcd_envfile.lines(env(version=version))
 
 
 UNIT_TEMPLATE = "salt://etcd/files/etcd.service.jinja"

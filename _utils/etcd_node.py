@@ -9,7 +9,13 @@ import re
 import socket
 import subprocess
 
+import etcd_envfile
+
 VERSION_RE = re.compile(r"etcd Version:\s*(\d+\.\d+\.\d+)")
+
+# In every directory the formula makes (install, config, TLS, state): etcd.clean deletes
+# a directory only when it carries this file (_states/etcd_clean.py).
+MARKER = ".etcd-formula"
 
 
 def has_data(data_dir):
@@ -149,8 +155,7 @@ def started_path(settings):
 
 def read_env(settings):
     """The ETCD_* flags etcd.env holds now ({} before it is written)."""
-    text = read_text(os.path.join(settings["paths"]["config_dir"], "etcd.env"))
-    return dict(line.split("=", 1) for line in text.splitlines() if "=" in line and not line.startswith("#"))
+    return etcd_envfile.parse(read_text(os.path.join(settings["paths"]["config_dir"], "etcd.env")))
 
 
 def restart_reasons(started, want, running_version):

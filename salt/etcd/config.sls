@@ -42,7 +42,7 @@ etcd-config-{{ what }}-file-managed:
     - group: {{ etcd.group }}
     - mode: '0640'
     - context:
-        env: {{ salt['etcd_cluster.env'](version=version) | json }}
+        lines: {{ salt['etcd_cluster.env_lines'](version=version) | json }}
     - require:
       - file: etcd-config-dir-file-directory
       - sls: {{ tplroot }}.tls
