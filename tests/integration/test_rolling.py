@@ -18,6 +18,7 @@ from labkit.traffic import Traffic, assert_no_loss, urls
 
 sys.path.insert(0, str(REPO / "_utils"))
 import etcd_client  # noqa: E402
+import etcd_envfile  # noqa: E402
 
 SERVICE = {"restart_timeout": 30, "lock_ttl": 10, "health_timeout": 15, "lock_wait": 180}
 CA = "ca1"
@@ -61,6 +62,97 @@ def client(lab, timeout):
 
 def writer(lab, tag):
     return Traffic(https(lab), tag, tls=lab.writer_tls)
+
+
+# The sandbox directives this release added to the unit (issue 16): a member started by the
+# previous release runs without them.
+SANDBOX = (
+    "ProtectClock=", "ProtectHostname=", "ProtectKernelLogs=", "ProtectProc=", "RestrictNamespaces=", "RemoveIPC=",
+    "MemoryDenyWriteExecute=", "SystemCallArchitectures=", "SystemCallFilter=", "SystemCallErrorNumber=", "UMask=",
+)  # fmt: skip
+UNIT = "/etc/systemd/system/etcd.service"
+STARTED = "/var/lib/etcd-formula/started.json"
+
+
+def exposure(lab, name):
+    """`systemd-analyze security etcd` inside a member: the overall exposure (0 to 10)."""
+    out = lab.exec(name, "systemd-analyze", "security", "--no-pager", "etcd", check=True).stdout
+    return float(out.rsplit("Overall exposure level for etcd.service:", 1)[1].split()[0])
+
+
+def as_the_previous_release_left_it(lab, name):
+    """The unit without the sandbox, etcd restarted with it, started.json recording it: a
+    member as the release before this one left it (one member at a time, healthy between)."""
+    unit = lab.exec(name, "cat", UNIT, check=True).stdout
+    old = "".join(line for line in unit.splitlines(True) if not line.startswith(SANDBOX))
+    assert old != unit
+    record = (
+        "import hashlib, json, sys; u, p = sys.argv[1:]; d = json.load(open(p)); "
+        "d['unit'] = hashlib.sha256(open(u).read().encode()).hexdigest(); json.dump(d, open(p, 'w'))"
+    )
+    lab.exec(name, "python3", "-c", f"open({UNIT!r}, 'w').write({old!r})", check=True)
+    lab.exec(name, "python3", "-c", record, UNIT, STARTED, check=True)
+    lab.exec(name, "systemctl", "daemon-reload", check=True)
+    lab.exec(name, "systemctl", "restart", "etcd", check=True, timeout=60)
+    lab.wait(lambda: lab.salt(name, "etcd_cluster.healthy")[name].get("healthy"), 60, 0.5, f"{name} healthy")
+
+
+def test_the_sandbox_reaches_running_members_in_one_guarded_roll(cluster):
+    for name in MEMBERS:
+        as_the_previous_release_left_it(cluster, name)
+    before = {n: exposure(cluster, n) for n in MEMBERS}
+    pid_before = pids(cluster)
+    plans = {n: cluster.salt(n, "etcd_rolling.plan")[n] for n in MEMBERS}
+    assert all(p["reasons"] == ["unit file changed"] and p["refusal"] is None for p in plans.values()), plans
+    with writer(cluster, "sandbox") as traffic:
+        ret = cluster.apply(MEMBERS)
+        time.sleep(1)
+    for name in MEMBERS:
+        running = by_id(ok(ret[name]))[RUNNING]
+        # Announced in the apply: why this member restarted, once, through the guarded path.
+        assert running["changes"]["restarted"]["reasons"] == ["unit file changed"], running
+        assert running["comment"].startswith("etcd restarted (unit file changed)"), running
+    after = pids(cluster)
+    assert all(after[n] != pid_before[n] for n in MEMBERS)
+    assert traffic.worst_sample() <= 1, "two members were down at the same moment"
+    assert_no_loss(cluster, traffic)
+    now = {n: exposure(cluster, n) for n in MEMBERS}
+    print(f"\nsystemd-analyze security etcd (etcd 3.4.23): before {before}, after {now}")
+    assert all(e <= 2.5 for e in now.values()), now
+    assert all(cluster.salt(n, "etcd_rolling.plan")[n]["reasons"] == [] for n in MEMBERS)
+
+
+def test_quoting_alone_restarts_nothing(cluster):
+    before = pids(cluster)
+    for name in MEMBERS:  # the same values, every one quoted (as a hand edit or another writer might)
+        script = (
+            "import re; p = '/etc/etcd/etcd.env'; t = open(p).read(); "
+            "open(p, 'w').write(re.sub(r'^(ETCD_[A-Z0-9_]+)=(.*)$', r\"\\1='\\2'\", t, flags=re.M))"
+        )
+        cluster.exec(name, "python3", "-c", script, check=True)
+        assert "ETCD_NAME='" in cluster.exec(name, "cat", "/etc/etcd/etcd.env").stdout
+    assert all(cluster.salt(n, "etcd_rolling.plan")[n]["reasons"] == [] for n in MEMBERS)
+    ret = cluster.apply(MEMBERS)
+    for name in MEMBERS:
+        states = by_id(ok(ret[name]))
+        assert states["etcd-config-env-file-managed"]["changes"], "the apply writes the file back"
+        assert states[RUNNING]["changes"] == {}, states[RUNNING]
+        assert "ETCD_NAME=" + name in cluster.exec(name, "cat", "/etc/etcd/etcd.env").stdout
+    assert pids(cluster) == before
+
+
+def test_systemd_reads_etcd_env_as_the_formula_writes_it(cluster):
+    # The values sh and the formula read back alike (tests/unit/test_envfile.py), read by
+    # a node's systemd through EnvironmentFile=, as the etcd unit does.
+    values = {"ETCD_A": "a b  c", "ETCD_B": "$HOME `id` ${X}", "ETCD_C": 'it\'s "q" \\n', "ETCD_D": "k=v,#x;y"}
+    text = "\n".join(etcd_envfile.lines(values)) + "\n"
+    cluster.exec("etcd1", "python3", "-c", f"open('/run/probe.env', 'w').write({text!r})", check=True)
+    out = cluster.exec(
+        "etcd1", "systemd-run", "--quiet", "--pipe", "--wait", "-p", "EnvironmentFile=/run/probe.env",
+        "/usr/bin/env", "-0", check=True,
+    ).stdout  # fmt: skip
+    seen = dict(kv.split("=", 1) for kv in out.split("\0") if kv.startswith("ETCD_"))
+    assert seen == values, (text, seen)
 
 
 def test_flag_change_rolls_one_member_at_a_time(cluster):
@@ -160,6 +252,9 @@ def test_upgrade_34_to_35_with_one_apply_on_all_members(cluster):
         f"{len(traffic.acked)} acknowledged writes; {len(traffic.samples)} samples"
     )
     assert traffic.longest_gap() < 5
+    now = {n: exposure(cluster, n) for n in MEMBERS}
+    print(f"\nsystemd-analyze security etcd (etcd 3.5.1): {now}")
+    assert all(e <= 2.5 for e in now.values()), now
 
 
 def test_downgrade_is_refused(cluster):
