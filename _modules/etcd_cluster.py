@@ -155,7 +155,9 @@ def validate(member=True):
     s = settings()
     me = __opts__["id"]
     report = etcd_settings.validate(_pillar_etcd(), s, me, etcd_node.has_etcd(s), as_member=member)
-    address = ((s.get("members") or {}).get(me) or {}).get("address")
+    members = s.get("members") if isinstance(s.get("members"), dict) else {}  # a list: refused above
+    entry = members.get(me) if isinstance(members.get(me), dict) else {}
+    address = entry.get("address")
     if member and address and not etcd_node.is_local_address(address):
         # etcd listens on the member's address: on another node's (or a mistyped) one it
         # would crash-loop, and a running member would be restarted into that.

@@ -252,7 +252,7 @@ def validate(pillar_etcd, settings, minion_id, node_has_etcd=False, as_member=Tr
     if not isinstance(members, dict) or not members:
         f.error(
             "members",
-            "no members are listed",
+            "no members are listed" if not members else f"must be a mapping, not a {type(members).__name__}",
             "list each member under `etcd:members` as `<minion id>: {address: <IP>}`",
         )
         members = {}

@@ -145,6 +145,37 @@ def test_second_apply_changes_nothing(lab):
         assert changed(ok(ret[name])) == [], ret[name]
 
 
+# Issue 16's cases, all in one pillar: each is named in the first state's comment.
+MANY_BAD = [
+    ("extra_flags", {"log-level": "info\nETCD_INITIAL_CLUSTER_STATE=new"}, "etcd:extra_flags:log-level"),
+    ("extra_flags:client_cert_auth", "false", "etcd:extra_flags:client_cert_auth"),
+    ("extra_flags:LISTEN_CLIENT_URLS", "http://0.0.0.0:2379", "etcd:extra_flags:LISTEN_CLIENT_URLS"),
+    ("cluster:name", "../../../tmp/evil", "etcd:cluster:name"),
+    ("paths:data", "var/lib/etcd", "etcd:paths:data"),
+    ("paths:config_dir", "/etc", "etcd:paths:config_dir"),
+    ("user", "root", "etcd:user"),
+    ("members:etcd1:fqdn", "bad_name!", "etcd:members:etcd1:fqdn"),
+]
+
+
+@pytest.mark.parametrize(
+    "bad", [MANY_BAD, [("members", ["etcd1", "etcd2", "etcd3"], "etcd:members")]], ids=["many-at-once", "members-list"]
+)
+def test_bad_pillar_on_a_running_cluster_is_named_at_the_first_state_and_changes_nothing(lab, site, bad):
+    for path, value, _ in bad:
+        _set(site, path, value)
+    lab.set_site(site)
+    before = {n: (lab.digest(n), etcd_pid(lab, n)) for n in MEMBERS}
+    ret = lab.apply(MEMBERS)
+    for name in MEMBERS:
+        first = ret[name][0]
+        assert first["__id__"] == "etcd-validate-settings-etcd_cluster-validated" and first["result"] is False
+        missing = [key for _, _, key in bad if key not in first["comment"]]
+        assert not missing, (missing, first["comment"])
+        assert "Traceback" not in json.dumps(ret[name])
+        assert (lab.digest(name), etcd_pid(lab, name)) == before[name], f"{name} changed"
+
+
 def test_flag_change_dry_run_plans_a_guarded_restart_and_restarts_nothing(lab, site):
     pids = {n: etcd_pid(lab, n) for n in MEMBERS}
     site["etcd"].setdefault("tuning", {})["heartbeat_interval"] = 400

@@ -49,7 +49,7 @@ CASES += [
     ("user", "user", "etcd;id", "not a user or group name"),
     ("group", "group", "root", "must not run as root"),
     ("group", "group", 0, "not a user or group name"),
-    ("members", "members", ["etcd1", "etcd2"], "no members are listed"),
+    ("members", "members", ["etcd1", "etcd2"], "must be a mapping, not a list"),
     ("cluster:name", "cluster__name", "lab\nETCD_INITIAL_CLUSTER_STATE=new", "control character"),
     ("tls:extra_sans:0", "tls__extra_sans", ["etcd.svc\nx"], "control character"),
 ]
