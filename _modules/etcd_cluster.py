@@ -378,6 +378,27 @@ def record_cluster_id(cluster_id):
     return cluster_id
 
 
+def forget_cluster_id():
+    """
+    Drop this site's recorded cluster ID (grain and mine): only for a cluster torn down on
+    purpose (etcd.clean with ``whole_cluster``), so that the name may bootstrap again.
+    Returns the ID forgotten, or None.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt etcd1 etcd_cluster.forget_cluster_id
+    """
+    name = settings()["cluster"]["name"]
+    ids = dict(__grains__.get(GRAIN) or {})
+    gone = ids.pop(name, None)
+    if gone is not None:
+        __salt__["grains.setval"](GRAIN, ids, refresh_pillar=False)
+        _to_mine("etcd_cluster.recorded_cluster_ids", ids)
+    return gone
+
+
 def _to_mine(name, data):
     """Publish `data` to the master's mine under `name`: what mine.send does, without its
     fixed half-second pause after handing the data to the minion daemon (it costs every

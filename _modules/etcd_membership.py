@@ -91,23 +91,26 @@ def _lock(s, client, purpose):
     return lock
 
 
-def plan():
+def plan(leaving=False):
     """
     What ``state.apply etcd`` would change in the membership for this minion: ``add``
     (a pillar member the cluster does not list: added as a learner, started, promoted),
     ``join`` (listed, never started), ``promote`` (a started learner), ``remove`` (a
     minion no longer in pillar that is still a member), ``retire`` (no longer a member,
     etcd or its data still here) or ``none``; with the voting members and quorum before
-    and after.
+    and after. With ``leaving`` (etcd.clean), as if pillar no longer listed this minion.
 
     CLI Example:
 
     .. code-block:: bash
 
         salt etcd4 etcd_membership.plan
+        salt etcd1 etcd_membership.plan leaving=True
     """
     s = _settings()
     me = __opts__["id"]
+    if leaving:
+        s = dict(s, members={k: v for k, v in s["members"].items() if k != me})
     source = ""
     try:
         _, listing, healthy = _live(s, me)
@@ -381,11 +384,12 @@ def _remove_locked(s, name, replace, force=False):
     }
 
 
-def leave():
+def leave(in_pillar=False):
     """
     This minion is no longer in the site pillar: remove its member from the cluster
     (``remove``, with its quorum and ``min_members`` rules), then stop and disable etcd
-    here and set its data dir aside (``set_aside``). Returns {left, comment, ...}.
+    here and set its data dir aside (``set_aside``). ``in_pillar``: leave although
+    pillar still lists it (etcd.clean, forced). Returns {left, comment, ...}.
 
     CLI Example:
 
@@ -395,7 +399,7 @@ def leave():
     """
     s = _settings()
     me = __opts__["id"]
-    if me in s["members"]:
+    if me in s["members"] and not in_pillar:
         return {"left": False, "comment": f"{me} is in pillar (etcd:members): remove it there first"}
     got = _remove(me, False)
     if not got["removed"] and not got.get("absent"):

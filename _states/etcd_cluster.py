@@ -28,10 +28,11 @@ def _fmt(findings):
     return "; ".join(f"{i['key']}: {i['message']} (fix: {i['fix']})" for i in findings)
 
 
-def validated(name):
+def validated(name, member=True):
     """
     Fail, before anything on the node changes, when the merged settings are invalid.
     Each error names the pillar key and the fix; warnings pass with a comment.
+    ``member=False``: without the rules about this minion being a member (etcd.clean).
 
     .. code-block:: yaml
 
@@ -40,7 +41,7 @@ def validated(name):
             - name: etcd
     """
     ret = _ret(name)
-    report = __salt__["etcd_cluster.validate"]()
+    report = __salt__["etcd_cluster.validate"](member=member)
     if report["errors"]:
         ret["result"] = False
         ret["comment"] = "invalid etcd pillar: " + _fmt(report["errors"])

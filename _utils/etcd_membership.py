@@ -86,6 +86,35 @@ def removal_refusal(listing, healthy_ids, target_id, min_members, replacing=Fals
     return None
 
 
+CLEAN_FORCE = """pillar='{"etcd": {"clean": {"force": true}}}'"""
+CLEAN_WHOLE = """pillar='{"etcd": {"clean": {"force": true, "whole_cluster": true}}}'"""
+
+
+def clean_step(action, force, whole_cluster):
+    """What etcd.clean does about membership, from `plan(leaving=True)`'s action:
+    ("leave", None) the guarded removal first, ("stop", None) no membership change,
+    ("nothing", None), or ("refuse", why). A live member is cleaned only when forced;
+    a whole cluster goes only with its own flag; a node nobody can judge, never blind."""
+    if action == "unknown":
+        if force and whole_cluster:
+            return "stop", None
+        return "refuse", (
+            "cannot tell whether this node is still a member (no member answers): etcd.clean never takes a "
+            f"member out blind. To tear down the whole cluster on purpose: {CLEAN_WHOLE}"
+        )
+    if action == "remove":
+        if not force:
+            return "refuse", (
+                "this node is a member of the cluster: etcd.clean refuses to take a live member out. To remove it, "
+                "take it out of etcd:members and apply etcd (README: Scale in), or force the clean, which removes "
+                f"it through the guarded removal first: {CLEAN_FORCE}"
+            )
+        return ("stop", None) if whole_cluster else ("leave", None)
+    if action == "retire":
+        return "stop", None
+    return "nothing", None
+
+
 def summary(voters_before, voters_after):
     """The quorum before and after a change, as a plan reports it."""
     return {

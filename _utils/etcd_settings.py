@@ -111,6 +111,11 @@ DEFAULTS = {
     },
     # Disk latency check before the first install (etcd's hardware guide: fdatasync p99).
     "preflight": {"mode": "warn", "p99_ms": 10, "seconds": 10},
+    # etcd.clean: what it may do on a node (README: Removing etcd from a node). All off: on a
+    # live member it refuses; `force` lets it leave through the guarded removal first;
+    # `whole_cluster` (with force) stops it without a removal, for tearing a cluster down;
+    # `delete_data` deletes the data set aside instead of keeping it.
+    "clean": {"force": False, "whole_cluster": False, "delete_data": False},
     # Scheduled health checks (etcd_cluster.health through the minion's scheduler).
     "health": {
         "schedule": True,
@@ -311,6 +316,7 @@ def validate(pillar_etcd, settings, minion_id, node_has_etcd=False, as_member=Tr
     _validate_tuning(settings, f)
     _validate_health(settings, f)
     _validate_membership(settings, f)
+    _validate_clean(settings, f)
     _validate_upgrade(settings, f)
     _validate_tls(settings, f)
     _validate_k8s_and_preflight(settings, f)
@@ -603,6 +609,16 @@ def _validate_membership(settings, f):
     m = settings.get("membership") or {}
     _int(f, "membership:min_members", m.get("min_members"), 1, 99, "voting members a removal must leave, e.g. 3")
     _int(f, "membership:join_timeout", m.get("join_timeout"), 5, 3600, "seconds for a new member to join, e.g. 120")
+
+
+def _validate_clean(settings, f):
+    c = settings.get("clean")
+    if not isinstance(c, dict):
+        f.error("clean", f"must be a mapping, not {type(c).__name__}", "e.g. `etcd:clean: {force: true}`")
+        return
+    for key in ("force", "whole_cluster", "delete_data"):
+        if not isinstance(c.get(key), bool):
+            f.error(f"clean:{key}", f"must be true or false, not {c.get(key)!r}", f"set `etcd:clean:{key}: true`")
 
 
 def _validate_health(settings, f):

@@ -75,7 +75,7 @@ def urls(lab, names=MEMBERS, scheme="http"):
 
 def assert_no_loss(lab, traffic, names=MEMBERS):
     """Every acknowledged write is stored, and the members `names` agree on the data
-    (etcdctl's `endpoint hashkv` at one revision, run on etcd1)."""
+    (etcdctl's `endpoint hashkv` at one revision, run on the first of them)."""
     scheme = traffic.urls[0].split("://")[0]
     c = etcd_client.Client(urls(lab, names, scheme), 2, *traffic.tls)
     start = f"/roll/{traffic.tag}/"
@@ -88,7 +88,7 @@ def assert_no_loss(lab, traffic, names=MEMBERS):
     # Endpoints through the environment: the TLS wrapper sets ETCDCTL_ENDPOINTS, and etcdctl
     # refuses a flag that shadows it.
     proc = lab.exec(
-        "etcd1", "env", f"ETCDCTL_ENDPOINTS={eps}", "etcdctl", "endpoint", "hashkv", f"--rev={rev}", "-w", "json"
+        names[0], "env", f"ETCDCTL_ENDPOINTS={eps}", "etcdctl", "endpoint", "hashkv", f"--rev={rev}", "-w", "json"
     )
     assert proc.returncode == 0, proc.stderr
     hashkv = {e["Endpoint"]: e["HashKV"]["hash"] for e in json.loads(proc.stdout)}

@@ -1,5 +1,6 @@
 {%- set tplroot = tpldir.split('/')[0] %}
 {%- from tplroot ~ "/map.jinja" import mapdata as etcd with context %}
+{%- from tplroot ~ "/marker.jinja" import marker %}
 
 include:
   - {{ tplroot }}.install
@@ -22,6 +23,8 @@ etcd-config-dir-file-directory:
     - mode: '0750'
     - require:
       - sls: {{ tplroot }}.install
+{{ marker('etcd-config-dir-marker-file-managed', etcd.paths.config_dir, 'file: etcd-config-dir-file-directory') }}
+{{ marker('etcd-config-state-marker-file-managed', etcd.paths.state, 'sls: ' ~ tplroot ~ '.install') }}
 
 {#- While a running member waits for its guarded switch to a new version, etcd.env stays
     rendered for the version it runs and the new version's is staged beside it; the

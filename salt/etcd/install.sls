@@ -1,5 +1,6 @@
 {%- set tplroot = tpldir.split('/')[0] %}
 {%- from tplroot ~ "/map.jinja" import mapdata as etcd with context %}
+{%- from tplroot ~ "/marker.jinja" import marker %}
 
 include:
   - {{ tplroot }}.validate
@@ -32,3 +33,5 @@ etcd-install-binaries-etcd_install-installed:
     - service: {{ etcd.service.name }}
     - require:
       - etcd_cluster: etcd-install-disk-etcd_cluster-disk_checked
+{{ marker('etcd-install-marker-file-managed', etcd.paths.install,
+          'etcd_install: etcd-install-binaries-etcd_install-installed') }}

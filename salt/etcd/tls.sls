@@ -1,5 +1,6 @@
 {%- set tplroot = tpldir.split('/')[0] %}
 {%- from tplroot ~ "/map.jinja" import mapdata as etcd with context %}
+{%- from tplroot ~ "/marker.jinja" import marker %}
 
 include:
   - {{ tplroot }}.install
@@ -14,6 +15,7 @@ etcd-tls-dir-file-directory:
     - makedirs: true
     - require:
       - sls: {{ tplroot }}.install
+{{ marker('etcd-tls-dir-marker-file-managed', etcd.tls.dir, 'file: etcd-tls-dir-file-directory') }}
 
   {%- if etcd.tls.mode == 'files' %}
 etcd-tls-files-etcd_tls-files_installed:

@@ -52,6 +52,10 @@ CASES += [
     ("members", "members", ["etcd1", "etcd2"], "must be a mapping, not a list"),
     ("cluster:name", "cluster__name", "lab\nETCD_INITIAL_CLUSTER_STATE=new", "control character"),
     ("tls:extra_sans:0", "tls__extra_sans", ["etcd.svc\nx"], "control character"),
+    ("clean:force", "clean__force", "yes", "must be true or false"),
+    ("clean:whole_cluster", "clean__whole_cluster", 1, "must be true or false"),
+    ("clean:delete_data", "clean__delete_data", "true", "must be true or false"),
+    ("clean", "clean", ["force"], "must be a mapping"),
 ]
 
 

@@ -98,3 +98,22 @@ def test_summary_reports_quorum_before_and_after():
         "quorum_after": 3,
         "failures_tolerated_after": 1,
     }
+
+
+@pytest.mark.parametrize(
+    ("action", "force", "whole", "step", "why"),
+    [
+        ("remove", False, False, "refuse", "refuses to take a live member out"),  # a member: never by default
+        ("remove", False, True, "refuse", '"force": true'),  # whole_cluster alone is not enough
+        ("remove", True, False, "leave", None),  # forced: the guarded removal first (lock, quorum, min_members)
+        ("remove", True, True, "stop", None),  # tearing the cluster down: no removal, just stop
+        ("unknown", True, False, "refuse", "never takes a member out blind"),  # nobody answers
+        ("unknown", True, True, "stop", None),  # ... unless the whole cluster goes on purpose
+        ("retire", False, False, "stop", None),  # removed already: etcd and its data still here
+        ("none", False, False, "nothing", None),  # nothing of etcd here
+    ],
+)
+def test_clean_takes_a_member_out_only_when_forced(action, force, whole, step, why):
+    got, reason = etcd_membership.clean_step(action, force, whole)
+    assert got == step, (got, reason)
+    assert (reason is None) if why is None else (why in reason), reason
