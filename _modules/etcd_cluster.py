@@ -434,7 +434,7 @@ def _live_view(s):
     nobody = {"answered": [], "cluster_ids": [], "members": []}
     if live and live["answered"] or not __opts__["test"] or not etcd_settings.tls_on(s):
         return live or nobody, ""
-    if live is not None and not any(__salt__["etcd_tls.plan"]().values()):
+    if live is not None and not any(__salt__["etcd_tls.plan"](against_mine=True).values()):
         return live, ""  # its certificates are fine: nobody answering is the real answer
     mined = _mined_view(s)
     if not mined:

@@ -64,11 +64,14 @@ def _sans(s, kind):
     return etcd_settings.member_sans(s, __opts__["id"])
 
 
-def plan():
+def plan(against_mine=False):
     """
     Which member certificates need (re)issuing and why, judged locally: missing, within
     ``etcd:tls:renew_days`` of expiry, SANs or usages no longer as the settings want, not
     matching the key, or not signed by the trusted CA. Empty lists mean nothing to do.
+    ``against_mine``: judged against the CAs in the mine (what the next apply's trust
+    step writes) instead of the trust files on disk, e.g. on a node that slept through a
+    CA rotation.
 
     CLI Example:
 
@@ -77,6 +80,7 @@ def plan():
         salt 'etcd*' etcd_tls.plan
     """
     s = _settings()
+    mined = trusted_cas() if against_mine else {}
     out = {}
     for kind, k in KINDS.items():
         out[kind] = etcd_tls.judge(
@@ -86,6 +90,7 @@ def plan():
             _sans(s, kind),
             k["eku"],
             s["tls"]["renew_days"],
+            ca_pem=mined.get(k["ca"]),
         )
     return out
 
@@ -500,6 +505,9 @@ def client_bundle(directory, cn=None, user="root"):
 
         salt k8s-master1 etcd_tls.client_bundle /etc/etcd-client
     """
+    problem = etcd_settings.path_problem(directory, True)
+    if problem:  # a command-line argument: checked before it becomes a directory
+        raise CommandExecutionError(f"directory {directory!r} refused: {problem[0]} ({problem[1]})")
     s = _settings()
     me = __opts__["id"]
     pinned = etcd_settings.bundle_cns(s).get(me)

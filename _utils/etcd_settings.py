@@ -364,11 +364,15 @@ def _get(settings, path):
     return node
 
 
-def _path_problem(value, own):
+def path_problem(value, own):
+    """(what is wrong, the fix) for a path, or None. `own`: a directory the formula writes
+    into or may delete, which is never a system directory nor one component long."""
     if not isinstance(value, str) or not value:
         return "is not a path", "give an absolute path, e.g. /var/lib/etcd"
     if not value.startswith("/"):
         return f"{value!r} is not an absolute path", "start it with /"
+    if CONTROL.search(value):
+        return f"{value!r} contains a control character", "one line of text"
     if ".." in value.split("/") or os.path.normpath(value) != value:
         return f"{value!r} is not a normalised path", f"write it as {os.path.normpath(value)!r}, without .. or //"
     if own and (value in SYSTEM_DIRS or value.count("/") < 2):
@@ -408,7 +412,7 @@ def _validate_names_and_paths(given, settings, f):
             f.error(part, "etcd must not run as root", f"set `etcd:{part}` to etcd (the formula creates it)")
     for key in OWN_DIRS + OTHER_PATHS:
         value = _get(settings, key)
-        problem = _path_problem(value, key in OWN_DIRS)
+        problem = path_problem(value, key in OWN_DIRS)
         if problem:
             f.error(key, *problem)
 

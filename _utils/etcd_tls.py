@@ -179,11 +179,12 @@ def issued_by(cert, ca_cert):
     return True
 
 
-def judge(cert_path, key_path, ca_path, want_sans=None, want_eku=(), renew_days=30):
+def judge(cert_path, key_path, ca_path, want_sans=None, want_eku=(), renew_days=30, ca_pem=None):
     """Reasons to (re)issue a certificate; empty when it is fine. Local checks only.
 
     `ca_path` is a trust bundle, the current (signing) CA first: a certificate from a
-    later CA in it (one being rotated out) gets the reason PREVIOUS_CA."""
+    later CA in it (one being rotated out) gets the reason PREVIOUS_CA. `ca_pem`, when
+    given, is that bundle's text instead of the file (what the next apply will write)."""
     cert = load_cert(cert_path)
     if cert is None:
         return ["no certificate yet"]
@@ -204,7 +205,7 @@ def judge(cert_path, key_path, ca_path, want_sans=None, want_eku=(), renew_days=
             reasons.append("certificate does not belong to the private key")
     except (OSError, ValueError):
         reasons.append("private key missing or unreadable")
-    cas = load_certs(ca_path)
+    cas = parse_certs(ca_pem) if ca_pem else load_certs(ca_path)
     if cas and not issued_by(cert, cas[0]):
         if any(issued_by(cert, ca) for ca in cas[1:]):
             reasons.append(PREVIOUS_CA)

@@ -166,3 +166,98 @@ def test_rolling_orchestration_and_the_lock_as_written(runbook):
     got = run_json(runbook, holder)["etcd1"]
     assert got["holder"] == "etcd1" and got["purpose"] == "kernel update", got
     assert run_json(runbook, unlock)["etcd1"]["unlocked"] is True
+
+
+# A consumer outside the cluster that reads its bundle files for every request (as curl
+# does), each read tried on the members in turn, as a client with several endpoints would.
+READER = r"""
+ok=0; fail=0; n=0
+while [ ! -e /run/reader.stop ]; do
+  read_ok=
+  for i in 0 1 2; do
+    ip=$(echo {ips} | cut -d' ' -f$(( (n + i) % 3 + 1 )))
+    if curl -sf --max-time 3 --cacert {d}/etcd-client-ca.crt --cert {d}/etcd-client.crt --key {d}/etcd-client.key \
+        -X POST https://$ip:2379/v3/kv/range -d '{{"key":"cmVhZGVy"}}' -o /dev/null; then read_ok=1; break; fi
+  done
+  if [ -n "$read_ok" ]; then ok=$((ok+1)); else fail=$((fail+1)); date +%T.%N >> /run/reader.failures; fi
+  n=$((n+1)); sleep 0.2
+done
+echo "$ok $fail" > /run/reader.counts
+"""
+
+
+def start_reader(lab, name, directory="/etc/etcd-client"):
+    lab.exec(name, "rm", "-f", "/run/reader.stop", "/run/reader.counts", "/run/reader.failures", check=True)
+    script = READER.format(ips=" ".join(lab.ip(n) for n in MEMBERS), d=directory)
+    lab.exec(name, "systemd-run", "--quiet", "--unit=bundle-reader", "bash", "-c", script, check=True)
+
+
+def stop_reader(lab, name):
+    """(reads that succeeded, reads that failed on every member)."""
+    lab.exec(name, "touch", "/run/reader.stop", check=True)
+    lab.wait(lambda: lab.exec(name, "test", "-s", "/run/reader.counts").returncode == 0, 30, 0.2, f"{name}'s reader")
+    ok_, failed = lab.exec(name, "cat", "/run/reader.counts", check=True).stdout.split()
+    return int(ok_), int(failed)
+
+
+def issuer(lab, name, path):
+    return lab.exec(name, "openssl", "x509", "-noout", "-issuer", "-in", path, check=True).stdout.strip()
+
+
+def test_ca_rotation_as_written_keeps_every_consumer_reading(runbook):
+    rotation = next(b for b in blocks("TLS") if "etcd_tls.rotate_ca" in b[0])
+    assert len(rotation) == 4 and "bundles: {app1: /etc/etcd-client}" in rotation[1], rotation
+    # The README's consumers in the lab: k8s-master1 -> etcd5 (the Kubernetes minion),
+    # app1 -> etcd4 (any other consumer, its bundle in /etc/etcd-client).
+    rotation = [line.replace("k8s-master1", "etcd5").replace("app1", "etcd4") for line in rotation]
+    site = site_of(runbook, MEMBERS)
+    site["etcd"]["tls"]["bundle_minions"] = ["etcd4", "etcd5"]
+    site["etcd"]["kubernetes"] = {"minion": "etcd5"}
+    set_site(runbook, site)
+    runbook.salt("etcd4", "etcd_tls.client_bundle", "/etc/etcd-client")
+    ok(runbook.apply("etcd5", sls="etcd.kubernetes")["etcd5"])
+    before = {n: issuer(runbook, n, "/etc/etcd-client/etcd-client.crt") for n in ("etcd4", "etcd5")}
+    for name in ("etcd4", "etcd5"):
+        start_reader(runbook, name)
+    try:
+        rotated = run_json(runbook, rotation[0])[CA]
+        assert sorted(rotated) == ["client_ca", "peer_ca"], rotated
+        rc, out = run(runbook, rotation[1])
+        assert rc == 0 and "Failed:    0" in out, out
+        for name in ("etcd4", "etcd5"):  # both CAs, a certificate from the new one
+            assert (
+                runbook.exec(name, "grep", "-c", "BEGIN CERT", "/etc/etcd-client/etcd-client-ca.crt").stdout.strip()
+                == "2"
+            )
+            assert issuer(runbook, name, "/etc/etcd-client/etcd-client.crt") != before[name]
+        rc, out = run(runbook, rotation[2])
+        assert rc == 0, out
+        rc, out = run(runbook, rotation[3])
+        assert rc == 0 and "Failed:    0" in out, out
+        for name in MEMBERS:  # the old CA is gone from every member
+            assert runbook.exec(name, "grep", "-c", "BEGIN CERT", "/etc/etcd/pki/client-ca.crt").stdout.strip() == "1"
+    finally:
+        counts = {n: stop_reader(runbook, n) for n in ("etcd4", "etcd5")}
+    print(f"\nCA rotation as written: consumers' reads (ok, failed): {counts}")
+    assert all(failed == 0 and good > 20 for good, failed in counts.values()), counts
+
+
+def test_dry_run_on_a_node_with_certificates_from_the_retired_ca(runbook):
+    # etcd4 was a member before the rotation: its member certificates come from the CA
+    # retired above, so the cluster refuses them. The plan reads the mine instead, and
+    # the apply renews them and joins, as planned.
+    subject = runbook.exec("etcd1", "openssl", "x509", "-noout", "-subject", "-in", "/etc/etcd/pki/client-ca.crt")
+    current = subject.stdout.strip().replace("subject=", "issuer=", 1)
+    assert issuer(runbook, "etcd4", "/etc/etcd/pki/admin.crt") != current, "etcd4's certificates are current"
+    runbook.salt("etcd1", "schedule.run_job", "etcd-health")
+    four = site_of(runbook, MEMBERS + ["etcd4"])
+    set_site(runbook, four)
+    planned = run_json(runbook, "salt etcd4 state.apply etcd test=True")["etcd4"]
+    assert isinstance(planned, dict), planned
+    assert not [s["comment"] for s in planned.values() if s["result"] is False], planned
+    comment = next(s["comment"] for k, s in planned.items() if RUNNING in k)
+    assert "would add etcd4" in comment and "health report" in comment and "in the mine" in comment, comment
+    certs = next(s["comment"] for k, s in planned.items() if "etcd-tls-certificates" in k)
+    assert "would issue" in certs and "not issued by the trusted CA" in certs, certs
+    ok(runbook.apply("etcd4")["etcd4"])
+    assert members(runbook) == sorted(MEMBERS + ["etcd4"])

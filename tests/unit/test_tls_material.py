@@ -130,6 +130,16 @@ def test_each_reason_to_reissue(tmp_path):
     assert etcd_tls.judge(str(tmp_path / "none.crt"), key, ca[1], SANS, EKU, 30) == ["no certificate yet"]
 
 
+def test_a_node_that_slept_through_a_rotation_is_judged_by_the_cas_the_apply_will_write(tmp_path):
+    retired, current = _ca(tmp_path, "retired-ca"), _ca(tmp_path, "current-ca")
+    crt, key = _leaf(tmp_path, retired, "server", SANS)
+    # On disk the node still trusts the retired CA: its certificate looks fine there ...
+    assert etcd_tls.judge(crt, key, retired[1], SANS, EKU, 30) == []
+    # ... but the mine's CA, which the apply's trust step writes first, did not issue it.
+    mined = open(current[1]).read()
+    assert "not issued by the trusted CA" in etcd_tls.judge(crt, key, retired[1], SANS, EKU, 30, ca_pem=mined)
+
+
 def test_a_trust_bundle_names_the_previous_ca_and_fingerprints_match(tmp_path):
     new, old = _ca(tmp_path, "new-ca"), _ca(tmp_path, "old-ca")
     bundle = tmp_path / "bundle.crt"
