@@ -156,6 +156,25 @@ def test_server_certificate_names_and_usages(tls):
     assert status[f"{PKI}/admin.crt"]["eku"] == ["clientAuth"]
 
 
+def test_a_member_cannot_get_a_certificate_naming_another_member(tls):
+    # Another member's policy: refused by the CA minion (policies are per minion).
+    other = tls.salt(
+        "etcd1", "x509.create_certificate", f"ca_server={CA}", "signing_policy=etcd_server:etcd2",
+        f"private_key={PKI}/server.key", "CN=etcd2",
+    )["etcd1"]  # fmt: skip
+    assert "BEGIN CERTIFICATE" not in str(other) and "not permitted" in str(other), other
+    # Its own policy, asking for etcd2's name and address: the policy's pinned values win.
+    pem = tls.salt(
+        "etcd1", "x509.create_certificate", f"ca_server={CA}", "signing_policy=etcd_server:etcd1",
+        f"private_key={PKI}/server.key", "CN=etcd2", f"subjectAltName=DNS:etcd2,IP:{tls.ip('etcd2')}",
+    )["etcd1"]  # fmt: skip
+    cert = x509.load_pem_x509_certificate(pem.encode())
+    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    named = {str(v) for v in sans.get_values_for_type(x509.IPAddress)} | set(sans.get_values_for_type(x509.DNSName))
+    assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == "etcd1"
+    assert tls.ip("etcd2") not in named and "etcd2" not in named and tls.ip("etcd1") in named, named
+
+
 def self_signed(common_name, days, ca=False):
     """A self-signed certificate made outside the formula: (certificate PEM, key PEM)."""
     key = ec.generate_private_key(ec.SECP256R1())
