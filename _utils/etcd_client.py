@@ -16,9 +16,13 @@ import ssl
 import threading
 import urllib.parse
 
+from salt.exceptions import CommandExecutionError
 
-class EtcdError(Exception):
-    """An endpoint did not answer, or answered with an error."""
+
+class EtcdError(CommandExecutionError):
+    """An endpoint did not answer, or answered with an error. A CommandExecutionError, so
+    an execution function that lets it through fails the way Salt reports a failed
+    command (a message and a non-zero retcode, no traceback)."""
 
 
 def b64(text):

@@ -12,11 +12,8 @@ import math
 import re
 import time
 
-try:  # loaded by Salt's loader by name, or imported directly by unit tests
-    import etcd_client
-    import etcd_settings
-except ImportError:  # pragma: no cover
-    from _utils import etcd_client, etcd_settings
+import etcd_client
+import etcd_settings
 
 VERDICTS = ("ok", "degraded", "critical")
 ERROR = "error"  # the check itself failed: nothing is known about the cluster

@@ -9,10 +9,7 @@ files' contents and writes the result.
 import base64
 import ipaddress
 
-try:  # loaded by Salt's loader by name, or imported directly by unit tests
-    import etcd_settings
-except ImportError:  # pragma: no cover
-    from _utils import etcd_settings
+import etcd_settings
 
 SECRET_KEYS = {"ca": "etcd-client-ca.crt", "cert": "etcd-client.crt", "key": "etcd-client.key"}
 PORT_NAME = "etcd-client"

@@ -7,10 +7,7 @@ promoted once it has applied what the leader committed).
 
 import time
 
-try:  # loaded by Salt's loader by name, or imported directly by unit tests
-    import etcd_client
-except ImportError:  # pragma: no cover
-    from _utils import etcd_client
+import etcd_client
 
 
 def status(client, url):

@@ -14,10 +14,7 @@ import socket
 import threading
 import time
 
-try:  # loaded by Salt's loader by name, or imported directly by unit tests
-    import etcd_client
-except ImportError:  # pragma: no cover
-    from _utils import etcd_client
+import etcd_client
 
 
 def prefix(cluster):

@@ -9,11 +9,8 @@ certificate says, whatever the requesting minion asked for. Client bundles get
 
 import os
 
-try:  # loaded by Salt's loader by name, or imported directly by unit tests
-    import etcd_settings
-    import etcd_tls
-except ImportError:  # pragma: no cover
-    from _utils import etcd_settings, etcd_tls
+import etcd_settings
+import etcd_tls
 
 GRAIN = "x509_signing_policies"  # where x509_v2 finds them (config.get) on the CA minion
 POLICY = {"server": "etcd_server", "peer": "etcd_peer", "admin": "etcd_admin", "client": "etcd_client"}

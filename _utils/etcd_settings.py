@@ -11,13 +11,10 @@ import ipaddress
 import os
 import re
 
-try:  # loaded by Salt's loader as `etcd_settings`, or imported directly by unit tests
-    import etcd_client
-    import etcd_flags
-    import etcd_migration
-    import etcd_releases
-except ImportError:  # pragma: no cover
-    from _utils import etcd_client, etcd_flags, etcd_migration, etcd_releases
+import etcd_client
+import etcd_flags
+import etcd_migration
+import etcd_releases
 
 try:
     import salt.utils.secret

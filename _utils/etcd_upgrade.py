@@ -6,10 +6,7 @@ member runs the new minor, and a downgrade is a separate, explicit procedure. So
 change is judged against the lowest running member version and the cluster version.
 """
 
-try:  # loaded by Salt's loader by name, or imported directly by unit tests
-    import etcd_releases
-except ImportError:  # pragma: no cover
-    from _utils import etcd_releases
+import etcd_releases
 
 # 3.5 -> 3.6: the 3.6 upgrade guide asks for a recent 3.5 first and for a data dir whose
 # v2 store holds nothing but membership (3.6 drops it; --enable-v2 is gone).
