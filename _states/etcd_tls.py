@@ -138,7 +138,6 @@ def trusted(name):
     """
     ret = _ret(name)
     s = __salt__["etcd_cluster.settings"]()
-    os.makedirs(s["tls"]["dir"], mode=0o755, exist_ok=True)
     cas = __salt__["etcd_tls.trusted_cas"]()
     missing = [w for w in ("client_ca", "peer_ca") if not cas.get(w)]
     if missing:
@@ -156,6 +155,7 @@ def trusted(name):
     if __opts__["test"] and would:
         ret.update(result=None, comment=f"would write {', '.join(would.values())}", changes={"written": would})
         return ret
+    os.makedirs(s["tls"]["dir"], mode=0o755, exist_ok=True)
     written = _write_ca_files(s, cas, test=False)
     if written:
         ret["changes"] = {"written": written}
@@ -281,7 +281,8 @@ def files_installed(name):
     if problems:
         ret.update(result=False, comment="refusing TLS files: " + "; ".join(problems))
         return ret
-    os.makedirs(s["tls"]["dir"], mode=0o755, exist_ok=True)
+    if not __opts__["test"]:  # a dry run creates nothing
+        os.makedirs(s["tls"]["dir"], mode=0o755, exist_ok=True)
     copied = {}
     for what, (_fname, owner, mode) in etcd_settings.TLS_FILES.items():
         dst = etcd_settings.tls_path(s, what)

@@ -1,4 +1,5 @@
-"""The README's membership and rolling runbook, command for command, on the example site (TLS).
+"""The README's runbook, command for command, on the example site (TLS): the first TLS apply,
+membership, rolling changes, CA rotation and removing etcd.
 
 Each command is read from the README's own code blocks (so the manual and this test
 cannot drift apart) and run against the lab's master exactly as written, as `./lab salt`
@@ -12,7 +13,7 @@ import shlex
 import time
 
 import pytest
-from results import MEMBERS, form_cluster, host_client_bundle, ok, set_site, wipe
+from results import MEMBERS, host_client_bundle, ok, set_site, wipe
 
 from labkit import lab as labcli
 from labkit.preflight import REPO
@@ -93,10 +94,15 @@ def runbook(lab, tmp_path_factory):
     wipe(lab, FIVE)
     for name in ("etcd4", "etcd5"):  # new nodes: no certificates, no formula modules yet
         lab.exec(name, "bash", "-c", "rm -rf /etc/etcd/pki /var/lib/etcd.removed-* /var/lib/etcd-formula", check=True)
-    lab.salt(CA, "saltutil.sync_all")
     set_site(lab, site_of(lab, MEMBERS))
-    ok(lab.apply(CA, sls="etcd.ca")[CA])
-    form_cluster(lab, site_of(lab, MEMBERS))
+    # The README's first TLS apply and its first apply, as written; `etcd*` is the site's
+    # members, here etcd1-3 (etcd4 and etcd5 come later, as new nodes).
+    setup = next(b for b in blocks("TLS") if "saltutil.sync_all" in b[0])
+    first = blocks("First apply: safe bootstrap")[0]
+    assert len(setup) == 3 and first == ["salt -L etcd1,etcd2,etcd3 state.apply etcd"], (setup, first)
+    for line in [setup[0], setup[1], *first, setup[2]]:
+        rc, out = run(lab, line.replace("etcd*", "etcd[1-3]"))
+        assert rc == 0, (line, out)
     lab.writer_tls = host_client_bundle(lab, tmp_path_factory.mktemp("bundle"))
     # A site that has run for one health interval: the members' reports are in the mine
     # (a new node's dry run plans from them). Run now rather than waiting up to 60 s.
@@ -114,7 +120,9 @@ def test_scale_out_and_in_as_the_runbook_says(runbook):
     with Traffic(urls(runbook, MEMBERS, "https"), "runbook", tls=runbook.writer_tls) as traffic:
         rc, out = run(runbook, scale_out[0])
         assert rc == 0, out
+        before = {n: runbook.digest(n) for n in ("etcd4", "etcd5")}
         planned = run_json(runbook, scale_out[1])
+        assert {n: runbook.digest(n) for n in ("etcd4", "etcd5")} == before, "a plan wrote files"
         for name in ("etcd4", "etcd5"):
             states = planned[name]
             assert isinstance(states, dict), states
@@ -261,3 +269,23 @@ def test_dry_run_on_a_node_with_certificates_from_the_retired_ca(runbook):
     assert "would issue" in certs and "not issued by the trusted CA" in certs, certs
     ok(runbook.apply("etcd4")["etcd4"])
     assert members(runbook) == sorted(MEMBERS + ["etcd4"])
+
+
+def test_plan_first_and_removing_etcd_as_written(runbook):
+    # After the previous test etcd4 is the fourth member: the README's examples exactly.
+    assert members(runbook) == sorted(MEMBERS + ["etcd4"])
+    plans = run_json(
+        runbook, command(blocks("Membership: scale out, scale in, replace a failed member"), "etcd_membership.plan")
+    )
+    assert all(plans[n]["action"] == "none" for n in MEMBERS + ["etcd4"]), plans
+    (refuse,), (dry, forced) = blocks("Removing etcd from a node: etcd.clean")
+    rc, out = run(runbook, refuse)
+    assert rc != 0 and "refuses to take a live member out" in out, out
+    assert members(runbook) == sorted(MEMBERS + ["etcd4"])
+    rc, out = run(runbook, dry)
+    assert "would remove etcd4 from the cluster (voting members 4 -> 3)" in out, out
+    assert members(runbook) == sorted(MEMBERS + ["etcd4"])
+    rc, out = run(runbook, forced)
+    assert rc == 0 and "etcd4 left the cluster" in out, out
+    assert members(runbook) == MEMBERS
+    assert runbook.exec("etcd4", "test", "-e", "/etc/etcd").returncode != 0
