@@ -416,7 +416,7 @@ def rotation():
         salt etcd1 etcd_tls.rotation
     """
     s = _settings()
-    trust = {w: etcd_tls.fingerprints(etcd_settings.tls_path(s, w)) for w in CA_FILES}
+    trust = {w: etcd_node.file_fingerprints(etcd_settings.tls_path(s, w)) for w in CA_FILES}
     got = records()
     current = {w: fps[0] for w, fps in trust.items() if fps}
     previous = sorted({fp for fps in trust.values() for fp in fps[1:]})
@@ -538,7 +538,7 @@ def client_bundle(directory, cn=None, user="root"):
         urls, timeout = etcd_settings.client_urls(s), s["service"]["probe_timeout"]
         client = etcd_client.Client(urls, timeout, ca_path, cert_path, key_path)
         try:
-            why = _reissue_refusal(s, client, {"client_ca": etcd_tls.fingerprints(ca_path)[0]})
+            why = _reissue_refusal(s, client, {"client_ca": etcd_node.file_fingerprints(ca_path)[0]})
         except etcd_client.EtcdError as exc:
             why = f"cannot read the members' TLS records: {exc}"
         if why:

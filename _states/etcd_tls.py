@@ -167,7 +167,7 @@ def trusted(name):
 
 def _trust_change_refusal(s, cas):
     """Why the running member must not take the mine's trust now, or None."""
-    old = {w: etcd_tls.fingerprints(etcd_settings.tls_path(s, w)) for w in ("client_ca", "peer_ca")}
+    old = {w: etcd_node.file_fingerprints(etcd_settings.tls_path(s, w)) for w in ("client_ca", "peer_ca")}
     new = {w: etcd_node.pem_fingerprints(cas[w]) for w in ("client_ca", "peer_ca")}
     change = etcd_rotation.trust_change(old, new)
     if any(c["added"] and c["removed"] for c in change.values()):
@@ -239,7 +239,7 @@ def _rotation_wait(s, plan):
     current, kinds = {}, []
     for kind in plan:
         what = etcd_tls.KINDS[kind]["ca"]
-        fps = etcd_tls.fingerprints(etcd_settings.tls_path(s, what))
+        fps = etcd_node.file_fingerprints(etcd_settings.tls_path(s, what))
         if len(fps) > 1:
             current[what] = fps[0]
             kinds.append(kind)

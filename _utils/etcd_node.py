@@ -132,8 +132,16 @@ PEM_BLOCK = re.compile(r"-----BEGIN CERTIFICATE-----(.+?)-----END CERTIFICATE---
 
 
 def pem_fingerprints(text):
-    """SHA-256 fingerprints (of the DER) of the certificates in a PEM text, in order."""
+    """SHA-256 fingerprints (of the DER) of the certificates in a PEM text, in order: the
+    one way CAs are named (rotation records, trust checks), without cryptography, so the
+    hot path (health checks, restart decisions) never loads it. Equal to
+    etcd_tls.fingerprint() of each certificate (tests/unit/test_tls_material.py)."""
     return [hashlib.sha256(base64.b64decode("".join(b.split()))).hexdigest() for b in PEM_BLOCK.findall(text or "")]
+
+
+def file_fingerprints(path):
+    """pem_fingerprints of a bundle file ([] when it is missing)."""
+    return pem_fingerprints(read_text(path))
 
 
 def running_trust(started, want):

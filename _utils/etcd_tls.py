@@ -117,13 +117,6 @@ def fingerprint(cert):
     return cert.fingerprint(hashes.SHA256()).hex()
 
 
-def fingerprints(pem_or_path):
-    """Fingerprints of every certificate in a PEM bundle (text) or a bundle file (path)."""
-    if isinstance(pem_or_path, str) and not pem_or_path.lstrip().startswith("-----"):
-        return [fingerprint(c) for c in load_certs(pem_or_path)]
-    return [fingerprint(c) for c in parse_certs(pem_or_path)]
-
-
 def issuer_fingerprint(cert_path, ca_bundle_path):
     """Which CA of the bundle issued the certificate at cert_path (fingerprint), or None."""
     cert = load_cert(cert_path)
