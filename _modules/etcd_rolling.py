@@ -162,14 +162,9 @@ def restart(reasons=None):
     refusal = _refusal(s, client, running)
     if refusal:
         return {"restarted": False, "comment": refusal}
-    pending = etcd_lock.pending_key(cluster, me)
-    lease = int(client.post("/v3/lease/grant", {"TTL": svc["lock_wait"] + 60})["ID"])
-    client.post(
-        "/v3/kv/put", {"key": etcd_client.b64(pending), "value": etcd_client.b64("; ".join(reasons)), "lease": lease}
-    )
     ttl = etcd_lock.min_ttl(s["tuning"]["election_timeout"], svc["lock_ttl"])
     deadline = time.monotonic() + svc["lock_wait"]
-    try:
+    with etcd_lock.Pending(client, cluster, me, "; ".join(reasons), svc["lock_wait"] + 60) as announced:
         while True:
             lock = etcd_lock.Lock(client, cluster, me, ttl, max(1.0, deadline - time.monotonic()))
             try:
@@ -180,7 +175,7 @@ def restart(reasons=None):
                 # Read again under the lock: while we waited, others may have restarted and
                 # now serve elsewhere (on https, while a cluster moves to TLS).
                 s = __salt__["etcd_cluster.settings"]()
-                client = etcd_settings.client(s, me)
+                client = announced.client = etcd_settings.client(s, me)
                 stopped = _stopped_by_marker(client, cluster)  # set while we waited for the lock?
                 if stopped:
                     return stopped
@@ -219,11 +214,6 @@ def restart(reasons=None):
                 return _restart_now(s, client, lock, reasons, local, version_change)
             finally:
                 lock.release()
-    finally:
-        try:
-            client.post("/v3/lease/revoke", {"ID": lease})
-        except etcd_client.EtcdError:
-            pass
 
 
 def _behind(s, client, me):

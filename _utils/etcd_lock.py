@@ -128,6 +128,34 @@ class Lock:
         return False
 
 
+class Pending:
+    """`with Pending(client, cluster, member, why, ttl):` a member that waits for the lock
+    to restart says so (`restart-pending/<member>`, on a lease of its own), so the leader,
+    which restarts last, lets it through first; the key goes when the block ends (the
+    lease is revoked) or when the waiter dies (the lease expires). A member whose
+    endpoints change meanwhile (a move to TLS) sets `client` to a fresh one."""
+
+    def __init__(self, client, cluster, member, why, ttl):
+        self.client = client
+        self.key = pending_key(cluster, member)
+        self.why = why
+        self.ttl = int(ttl)
+        self.lease = None
+
+    def __enter__(self):
+        self.lease = int(self.client.post("/v3/lease/grant", {"TTL": self.ttl})["ID"])
+        body = {"key": etcd_client.b64(self.key), "value": etcd_client.b64(self.why), "lease": self.lease}
+        self.client.post("/v3/kv/put", body)
+        return self
+
+    def __exit__(self, *exc):
+        try:
+            self.client.post("/v3/lease/revoke", {"ID": self.lease})
+        except etcd_client.EtcdError:
+            pass  # it expires on its own
+        return False
+
+
 def pending(client, cluster):
     """Members that announced a restart they still want (their keys live on a lease)."""
     return sorted(client.get_prefix(f"{prefix(cluster)}/restart-pending/", keys_only=True))
