@@ -1,0 +1,52 @@
+"""Where the formula relies on Salt's internals to save time, a test that fails when Salt
+changes them (issue 17): the mine event `_to_mine` fires instead of `mine.send`, and the
+view of a job `etcd_health.scheduled` compares instead of asking the minion daemon."""
+
+import importlib.util
+import inspect
+
+import salt.modules.mine
+import salt.modules.schedule
+
+from labkit.preflight import REPO
+
+JOB = {
+    "function": "etcd_cluster.health",
+    "job_kwargs": {"event": True},
+    "seconds": 60,
+    "splay": 5,
+    "enabled": True,
+    "maxrunning": 1,
+    "return_job": False,
+}
+
+
+def _state_module():
+    spec = importlib.util.spec_from_file_location("etcd_health_state", REPO / "_states" / "etcd_health.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_mine_event_is_the_one_mine_send_fires():
+    # etcd_cluster._to_mine fires {"cmd": "_mine", "data": ..., "id": ..., "clear": False}
+    # under the tag "_minion_mine", as mine.send does before its 0.5 s pause.
+    assert 'fire_event(load, "_minion_mine")' in inspect.getsource(salt.modules.mine._mine_send)
+    store = inspect.getsource(salt.modules.mine._mine_store)
+    assert all(f in store for f in ('"cmd": "_mine"', '"data": mine_data', '"id": __opts__["id"]', '"clear": clear'))
+    assert "_mine_store(mine_data)" in inspect.getsource(salt.modules.mine.send)  # clear=False
+    mine = (REPO / "_modules" / "etcd_cluster.py").read_text()
+    assert '{"cmd": "_mine", "data": {name: data}, "id": __opts__["id"], "clear": False}' in mine
+    assert '__salt__["event.fire"](load, "_minion_mine")' in mine
+
+
+def test_a_held_job_reads_as_schedule_list_shows_it(loaders):
+    item = loaders.modules.schedule.build_schedule_item("etcd-health", **JOB)
+    added = loaders.modules.schedule.add("etcd-health", offline=True, **JOB)
+    try:
+        assert added["result"] is True, added
+        listed = loaders.modules.schedule.list(offline=True, return_yaml=False)["etcd-health"]
+        assert _state_module()._listed(item) == listed, (item, listed)
+        assert "_seconds" in salt.modules.schedule.SCHEDULE_CONF  # the key _listed drops, as list does
+    finally:
+        loaders.modules.schedule.delete("etcd-health", offline=True)
