@@ -102,7 +102,7 @@ def running(name, timeout=None, enable=True):
     return ret
 
 
-def _start(ret, s, service, timeout, active):
+def _start(ret, s, service, timeout, active):  # noqa: PLR0912, PLR0915 (issue 17: one decision tree per case, to split)
     me = __opts__["id"]
     fp_path = etcd_node.started_path(s)
     timeout = timeout or s["service"]["start_timeout"]

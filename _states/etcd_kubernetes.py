@@ -23,7 +23,7 @@ def __virtual__():
     return __virtualname__
 
 
-def manifests(name, path=None):
+def manifests(name, path=None):  # noqa: PLR0912, PLR0915 (issue 17: file, bundle and kubectl steps, to split)
     """
     Write the site's Service, EndpointSlice(s) (and legacy Endpoints when asked) and, with
     TLS, the client-bundle Secret to ``kubernetes:manifest`` (or ``path``), mode 0600, on

@@ -34,7 +34,7 @@ def _ret(name):
     return {"name": name, "result": True, "changes": {}, "comment": ""}
 
 
-def ca_managed(name):
+def ca_managed(name):  # noqa: PLR0912 (each CA: made, kept, or refused; read as one list)
     """
     On the CA minion: the client CA and the peer CA (keys 0600 in ``tls:ca_dir``, made
     here unless ``tls:generate_ca`` is false, then the operator's files are checked), the

@@ -200,7 +200,7 @@ def _one(facts, key, fn, *args):
         return None
 
 
-def assess(facts, settings, certificates=None):
+def assess(facts, settings, certificates=None):  # noqa: PLR0912, PLR0915 (the verdict table, one rule per reason code)
     """The report: members, leader, quota, alarms, versions, findings and the verdict."""
     h = settings["health"]
     reasons = []

@@ -232,7 +232,7 @@ def _int(findings, key, value, low, high, fix):
     return value
 
 
-def validate(pillar_etcd, settings, minion_id, node_has_etcd=False, as_member=True):
+def validate(pillar_etcd, settings, minion_id, node_has_etcd=False, as_member=True):  # noqa: PLR0912, PLR0915 (one rule per key, in pillar order)
     """Check merged settings before anything changes; return {valid, errors, warnings}.
 
     `node_has_etcd`: the node holds etcd data or a unit. A minion that does, but is no
@@ -513,7 +513,7 @@ def _validate_tuning(settings, f):
         )
 
 
-def _validate_tls(settings, f):
+def _validate_tls(settings, f):  # noqa: PLR0912 (one rule per tls key)
     t = settings.get("tls") or {}
     for key in ("enabled", "generate_ca"):
         if not isinstance(t.get(key), bool):
