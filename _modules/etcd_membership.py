@@ -45,7 +45,9 @@ def _voters(s, me):
     pillar_urls = [etcd_settings.client_url(s, n) for n in s["members"] if n != me]
     if me in s["members"]:
         pillar_urls.insert(0, etcd_settings.local_endpoint(s, me))
-    listing = etcd_settings.client(s, me, pillar_urls).member_list(None)
+    # As of now: right after another member's removal or add (the previous lock holder),
+    # a member's own view may still list the old membership for a few milliseconds.
+    listing = etcd_settings.client(s, me, pillar_urls).member_list(None, current=True)
     urls = [m["client_urls"][0] for m in etcd_membership.voting(listing) if m["client_urls"]]
     return etcd_settings.client(s, me, urls), listing
 

@@ -177,7 +177,21 @@ class Client:
     def post(self, path, body=None, endpoint=None, timeout=None):
         return self._request("POST", path, body or {}, endpoint, timeout)
 
-    def member_list(self, endpoint=None):
+    def member_list(self, endpoint=None, current=False):
+        """The members as the answering member knows them. etcd serves this from the
+        member's own applied state, which can trail a membership change just committed
+        through another member by a few milliseconds; `current` makes it as of now: a
+        linearizable read on the same member first (etcd answers it only once it has
+        applied everything committed before the read)."""
+        if current:
+            errors = []
+            for ep in [endpoint] if endpoint else self.endpoints:
+                try:
+                    self.post("/v3/kv/range", {"key": b64("\0"), "keys_only": True, "limit": 1}, ep)
+                    return self.member_list(ep)
+                except EtcdError as exc:
+                    errors.append(str(exc))
+            raise EtcdError("; ".join(errors) or "no endpoint")
         raw = self.post("/v3/cluster/member/list", {}, endpoint)
         return {
             "cluster_id": int(raw.get("header", {}).get("cluster_id", 0)),

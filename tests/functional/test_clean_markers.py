@@ -1,7 +1,7 @@
 """etcd.clean deletes only directories etcd-formula made (its marker), through Salt's real loaders.
 
 The whole chain on live members (refusal, forced leave, whole cluster) runs in the lab:
-tests/integration/test_clean.py.
+tests/integration/test_removing_etcd.py.
 """
 
 MARKER = ".etcd-formula"

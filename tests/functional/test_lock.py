@@ -34,3 +34,9 @@ def test_the_lock_has_one_holder_at_a_time(client):
             etcd_lock.Lock(client, "functional", "etcd2", ttl=10, wait=1.0).acquire()
         assert held.lease
     assert etcd_lock.holder(client, "functional") is None
+
+
+def test_the_member_list_as_of_now(client, etcd_tls_member):
+    # A linearizable read first, on the member that then lists the members.
+    listed = client.member_list(current=True)
+    assert [m["name"] for m in listed["members"]] == [etcd_tls_member.name] and listed["cluster_id"]
