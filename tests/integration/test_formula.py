@@ -8,6 +8,7 @@ second cluster of 3.4.23 from the salt:// fileserver, and a masterless single no
 import json
 
 import pytest
+import yaml
 from results import ETCDCTL, MEMBERS, by_id, changed, ok, set_site, wipe
 
 
@@ -274,39 +275,53 @@ def test_34_cluster_from_the_salt_fileserver(lab, site):
     assert changed(ok(lab.apply(["etcd2"])["etcd2"])) == []
 
 
+def masterless_from_readme(repo):
+    """The README's Masterless section: (minion config, its salt-call commands)."""
+    section = (repo / "README.md").read_text().split("### Masterless\n", 1)[1].split("\n### ", 1)[0]
+    config, commands = section.split("```")[1::2]
+    config = yaml.safe_load(config.split("\n", 1)[1])  # after the ```yaml line's language tag
+    lines = [line.strip() for line in commands.splitlines() if line.strip().startswith("salt-call ")]
+    return config, lines
+
+
 def test_masterless_single_node(lab, repo):
-    conf = "/srv/masterless"
+    # The README's config and commands as written; the lab's node name (etcd4) for etcd1,
+    # the formula checked out at /srv/etcd-formula (a link to this repository), and the
+    # venv's salt-call (nodes have no Salt on their PATH).
+    config, lines = masterless_from_readme(repo)
+    assert config["id"] == "etcd1" and len(lines) == 2, (config, lines)
+    assert all(line.startswith("salt-call -c /srv/etcd-local --local ") for line in lines), lines
+    conf = "/srv/etcd-local"
+    config["id"] = "etcd4"
+    config["enable_fqdns_grains"] = False  # the lab's nodes have no DNS: a 5 s grain timeout
     ip = lab.ip("etcd4")
     site = lab.site()["etcd"]
     site.update(members={"etcd4": {"address": ip}}, version="3.5.1")
     site["cluster"] = {"name": "solo", "bootstrap": True}
-    site["source"]["url"] = "salt://etcd-releases/etcd-v{version}-linux-amd64.tar.gz"
+    site["source"]["url"] = f"file://{repo}/artifacts/etcd-releases/etcd-v{{version}}-linux-amd64.tar.gz"
     files = {
-        f"{conf}/minion": (
-            f"id: etcd4\nfile_client: local\nenable_fqdns_grains: false\n"
-            f"file_roots:\n  base: [{repo}/salt, {conf}/ext, {repo}/artifacts]\n"
-            f"pillar_roots:\n  base: [{conf}/pillar]\n"
-            f"cachedir: {conf}/cache\npki_dir: {conf}/pki\nlog_file: {conf}/minion.log\n"
-        ),
+        f"{conf}/minion": yaml.safe_dump(config),
         f"{conf}/pillar/top.sls": "base:\n  '*':\n    - site\n",
         f"{conf}/pillar/site.sls": json.dumps({"etcd": site}),
     }
-    lab.exec("etcd4", "mkdir", "-p", f"{conf}/pillar", f"{conf}/ext", check=True)
-    for d in ("_modules", "_states", "_utils"):
-        lab.exec("etcd4", "ln", "-sfn", f"{repo}/{d}", f"{conf}/ext/{d}", check=True)
+    lab.exec("etcd4", "mkdir", "-p", f"{conf}/pillar", check=True)
+    lab.exec("etcd4", "ln", "-sfn", str(repo), "/srv/etcd-formula", check=True)
     for path, text in files.items():
         lab.exec("etcd4", "bash", "-c", f"cat > {path} <<'EOF'\n{text}\nEOF", check=True)
-    call = ["salt-call", "-c", conf, "--local", "--out=json"]
-    venv_call = [str(repo / ".venv/bin/salt-call"), *call[1:]]
-    assert lab.exec("etcd4", *venv_call, "saltutil.sync_all", timeout=120).returncode == 0
-    first = json.loads(lab.exec("etcd4", *venv_call, "state.apply", "etcd", timeout=300).stdout)["local"]
+
+    def salt_call(line):
+        return [str(repo / ".venv/bin/salt-call"), *line.split()[1:], "--out=json"]
+
+    assert lab.exec("etcd4", *salt_call(lines[0]), timeout=120).returncode == 0
+    first = json.loads(lab.exec("etcd4", *salt_call(lines[1]), timeout=300).stdout)["local"]
     assert all(r["result"] for r in first.values()), first
     members = lab.exec("etcd4", *ETCDCTL, "member", "list").stdout.strip().splitlines()
     assert len(members) == 1 and "etcd4" in members[0] and "started" in members[0]
-    again = json.loads(lab.exec("etcd4", *venv_call, "state.apply", "etcd", timeout=300).stdout)["local"]
+    again = json.loads(lab.exec("etcd4", *salt_call(lines[1]), timeout=300).stdout)["local"]
     assert [k for k, r in again.items() if r["changes"]] == []
     # No minion daemon to ask: the health schedule went to the configuration, once.
     schedule = lab.exec("etcd4", "cat", f"{conf}/minion.d/_schedule.conf").stdout
     assert "etcd-health" in schedule and "etcd_cluster.health" in schedule, schedule
-    report = json.loads(lab.exec("etcd4", *venv_call, "etcd_cluster.health", timeout=60).stdout)["local"]
+    health = salt_call(f"salt-call -c {conf} --local etcd_cluster.health")
+    report = json.loads(lab.exec("etcd4", *health, timeout=60).stdout)["local"]
     assert report["verdict"] == "ok" and [m["name"] for m in report["members"]] == ["etcd4"], report
