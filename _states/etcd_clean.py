@@ -33,11 +33,9 @@ def owned_absent(name, keep=None):
     """
     ret = {"name": name, "result": True, "changes": {}, "comment": ""}
     keep = set(keep or [])
-    if not isinstance(name, str) or os.path.normpath(name) != name or not name.startswith("/"):
-        ret.update(result=False, comment=f"{name!r} is not an absolute, normalised path")
-        return ret
-    if name in etcd_settings.SYSTEM_DIRS or name.count("/") < 2:
-        ret.update(result=False, comment=f"{name} is a system directory: never deleted")
+    problem = etcd_settings.path_problem(name, True)  # the rule pillar paths pass: never / or /etc
+    if problem:
+        ret.update(result=False, comment=f"not deleting {name!r}: {problem[0]}")
         return ret
     if not os.path.isdir(name):
         ret["comment"] = f"{name} is not there"

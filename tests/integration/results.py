@@ -32,6 +32,18 @@ def set_site(lab, site):
     lab.salt("*", "saltutil.refresh_pillar", "wait=True")
 
 
+def tls_site(lab, cluster, names):
+    """The README's example site (TLS with the CA minion ca1, health schedule on) for a
+    cluster `cluster` of `names`, bootstrap allowed, releases from the lab's fileserver."""
+    site = lab.site()
+    site["etcd"]["cluster"].update(name=cluster, bootstrap=True)
+    site["etcd"]["members"] = {n: {"address": lab.ip(n)} for n in names}
+    assert site["etcd"]["tls"]["enabled"] and site["etcd"]["tls"]["ca_minion"] == "ca1"  # the example's default
+    site["etcd"]["preflight"] = {"mode": "off"}
+    site["etcd"]["source"]["url"] = "salt://etcd-releases/etcd-v{version}-linux-amd64.tar.gz"
+    return site
+
+
 def form_cluster(lab, site, members=MEMBERS):
     """A fresh cluster from `site` on `members`: data wiped, pillar refreshed, one apply on all."""
     wipe(lab, members)

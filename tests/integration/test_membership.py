@@ -10,7 +10,7 @@ import threading
 import time
 
 import pytest
-from results import MEMBERS, by_id, changed, form_cluster, host_client_bundle, ok, set_site, wipe
+from results import MEMBERS, by_id, changed, form_cluster, host_client_bundle, ok, set_site, tls_site, wipe
 
 from labkit.traffic import Traffic, assert_no_loss, urls
 
@@ -28,15 +28,10 @@ DELAY_START = (
 
 
 def site_of(lab, names, **etcd):
-    site = lab.site()
-    site["etcd"]["cluster"].update(name="memberlab", bootstrap=True)
-    site["etcd"]["members"] = {n: {"address": lab.ip(n)} for n in names}
-    assert site["etcd"]["tls"]["enabled"] and site["etcd"]["tls"]["ca_minion"] == CA  # the example's default
-    site["etcd"]["preflight"] = {"mode": "off"}
+    site = tls_site(lab, "memberlab", names)
     site["etcd"]["tuning"].update(heartbeat_interval=100, election_timeout=1000)
     site["etcd"]["service"] = dict(SERVICE)
     site["etcd"]["membership"] = {"join_timeout": 60}
-    site["etcd"]["source"]["url"] = "salt://etcd-releases/etcd-v{version}-linux-amd64.tar.gz"
     site["etcd"].update(etcd)
     return site
 

@@ -13,7 +13,7 @@ import shlex
 import time
 
 import pytest
-from results import MEMBERS, host_client_bundle, ok, set_site, wipe
+from results import MEMBERS, host_client_bundle, ok, set_site, tls_site, wipe
 
 from labkit import lab as labcli
 from labkit.preflight import REPO
@@ -74,13 +74,7 @@ def members(lab):
 
 
 def site_of(lab, names):
-    site = lab.site()
-    site["etcd"]["cluster"].update(name="runbook", bootstrap=True)
-    site["etcd"]["members"] = {n: {"address": lab.ip(n)} for n in names}
-    assert site["etcd"]["tls"]["enabled"] and site["etcd"]["tls"]["ca_minion"] == CA  # the example's default
-    site["etcd"]["preflight"] = {"mode": "off"}
-    site["etcd"]["source"]["url"] = "salt://etcd-releases/etcd-v{version}-linux-amd64.tar.gz"
-    return site
+    return tls_site(lab, "runbook", names)
 
 
 def _mined(lab):
