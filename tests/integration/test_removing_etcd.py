@@ -10,7 +10,7 @@ import json
 import time
 
 import pytest
-from results import by_id, form_cluster, host_client_bundle, ok, set_site, wipe
+from results import by_id, form_cluster, host_client_bundle, ok, set_site, tls_site, wipe
 
 from labkit.traffic import Traffic, assert_no_loss, urls
 
@@ -22,15 +22,10 @@ GONE = ["/etc/systemd/system/etcd.service", "/etc/etcd", "/opt/etcd", "/usr/loca
 
 
 def site_of(lab, names):
-    site = lab.site()
-    site["etcd"]["cluster"].update(name="cleanlab", bootstrap=True)
-    site["etcd"]["members"] = {n: {"address": lab.ip(n)} for n in names}
-    assert site["etcd"]["tls"]["enabled"] and site["etcd"]["tls"]["ca_minion"] == CA  # the example's default
-    site["etcd"]["preflight"] = {"mode": "off"}
+    site = tls_site(lab, "cleanlab", names)
     site["etcd"]["tuning"].update(heartbeat_interval=100, election_timeout=1000)
     site["etcd"]["service"] = dict(SERVICE)
     site["etcd"]["membership"] = {"min_members": 3}
-    site["etcd"]["source"]["url"] = "salt://etcd-releases/etcd-v{version}-linux-amd64.tar.gz"
     return site
 
 
@@ -71,8 +66,10 @@ def cluster(lab, tmp_path_factory):
 
 
 def files(lab, name):
-    """The node's files against the host image, without etcd's own (the raft log moves on)."""
-    return {k: v for k, v in lab.digest(name).items() if not k.startswith("var/lib/etcd/member/")}
+    """The node's files against the host image, without etcd's own (the raft log moves on)
+    and the scheduled health check's report (the example site's schedule is on)."""
+    moving = ("var/lib/etcd/member/", "var/lib/etcd-formula/health.json")
+    return {k: v for k, v in lab.digest(name).items() if not k.startswith(moving)}
 
 
 def test_clean_refuses_a_live_member_and_changes_nothing(cluster):
