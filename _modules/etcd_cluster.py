@@ -21,6 +21,7 @@ import etcd_fresh
     etcd_client,
     etcd_disk,
     etcd_envfile,
+    etcd_flags,
     etcd_health,
     etcd_k8s,
     etcd_lock,
@@ -29,10 +30,13 @@ import etcd_fresh
     etcd_rotation,
     etcd_settings,
     etcd_tls,
+    etcd_topology,
+    etcd_validate,
 ) = etcd_fresh.load(
     "etcd_client",
     "etcd_disk",
     "etcd_envfile",
+    "etcd_flags",
     "etcd_health",
     "etcd_k8s",
     "etcd_lock",
@@ -41,6 +45,8 @@ import etcd_fresh
     "etcd_rotation",
     "etcd_settings",
     "etcd_tls",
+    "etcd_topology",
+    "etcd_validate",
 )
 
 __virtualname__ = "etcd_cluster"
@@ -94,12 +100,12 @@ def _tls_migration(s):
     if running == etcd_migration.HTTPS and not os.path.exists(marker):
         return
     s["serving"] = {me: "https" if running == etcd_migration.HTTPS else "http"}
-    urls = [etcd_settings.local_endpoint(s, me)]
+    urls = [etcd_topology.local_endpoint(s, me)]
     for name in s["members"]:
         if name != me:
-            urls += etcd_settings.client_urls_any_scheme(s, name)
+            urls += etcd_topology.client_urls_any_scheme(s, name)
     try:
-        client = etcd_settings.client(s, me, urls)
+        client = etcd_topology.client(s, me, urls)
     except etcd_client.EtcdError:  # no certificates yet (first TLS apply): nobody serves https
         client = etcd_client.Client(urls, s["service"]["probe_timeout"])
     try:
@@ -155,7 +161,7 @@ def validate(member=True):
     """
     s = settings()
     me = __opts__["id"]
-    report = etcd_settings.validate(_pillar_etcd(), s, me, etcd_node.has_etcd(s), as_member=member)
+    report = etcd_validate.validate(_pillar_etcd(), s, me, etcd_node.has_etcd(s), as_member=member)
     members = s.get("members") if isinstance(s.get("members"), dict) else {}  # a list: refused above
     entry = members.get(me) if isinstance(members.get(me), dict) else {}
     address = entry.get("address")
@@ -227,10 +233,10 @@ def env(name=None, version=None):
     """
     s = settings()
     name = name or __opts__["id"]
-    if name not in (s.get("members") or {}) or not etcd_settings.validate(_pillar_etcd(), s, name, True)["valid"]:
+    if name not in (s.get("members") or {}) or not etcd_validate.validate(_pillar_etcd(), s, name, True)["valid"]:
         # Rendering must not fail on a bad pillar: the validate state reports it, first.
         return {}
-    return etcd_settings.flags(s, name, version or config_version())
+    return etcd_flags.flags(s, name, version or config_version())
 
 
 def env_lines(version=None):
@@ -272,7 +278,7 @@ def unit_text():
 
 
 def _client(s=None):
-    return etcd_settings.client(s or settings(), __opts__["id"])
+    return etcd_topology.client(s or settings(), __opts__["id"])
 
 
 def _member_view(m):
@@ -316,7 +322,7 @@ def probe():
     """
     s = settings()
     c = _client(s)
-    urls = {n: etcd_settings.client_url(s, n) for n in s["members"]}
+    urls = {n: etcd_topology.client_url(s, n) for n in s["members"]}
 
     def ask(url):
         try:
@@ -500,7 +506,7 @@ def reported_members():
 
 def _member_place(s, me, live):
     """Where a node without data stands in the live cluster (what bootstrap_plan decides)."""
-    mine = etcd_settings.peer_url(s, me)
+    mine = etcd_topology.peer_url(s, me)
     listed = [m for m in live["members"] if m["name"] == me or mine in m["peer_urls"]]
     if not listed:
         return {
@@ -582,7 +588,7 @@ def healthy():
     me = __opts__["id"]
     c = _client(s)
     problems = []
-    local = etcd_settings.local_endpoint(s, me) if me in s["members"] else None
+    local = etcd_topology.local_endpoint(s, me) if me in s["members"] else None
     if local and not c.health(local):
         problems.append(f"{me} does not serve on {local}")
     try:
@@ -650,7 +656,7 @@ def local_version():
     """
     s = settings()
     try:
-        return _client(s).version(etcd_settings.local_endpoint(s, __opts__["id"]))["etcdserver"]
+        return _client(s).version(etcd_topology.local_endpoint(s, __opts__["id"]))["etcdserver"]
     except (etcd_client.EtcdError, KeyError):
         return None
 
@@ -716,7 +722,7 @@ def health(event=False):
 
 def _health(s):
     me = __opts__["id"]
-    client = etcd_settings.client(s, me, timeout=s["health"]["timeout"])
+    client = etcd_topology.client(s, me, timeout=s["health"]["timeout"])
     certs = _certificate_days(s)
     report = etcd_health.assess(etcd_health.gather(client, s, me), s, certs)
     if etcd_health.electing(report):

@@ -13,7 +13,8 @@ import tempfile
 import etcd_fresh
 
 # One shared copy of each synced _utils module, all replaced after a sync (etcd_fresh).
-etcd_node, etcd_releases = etcd_fresh.load("etcd_node", "etcd_releases")
+(etcd_node, etcd_releases) = etcd_fresh.load("etcd_node", "etcd_releases")
+
 from salt.exceptions import CommandExecutionError  # noqa: E402
 
 __virtualname__ = "etcd_install"

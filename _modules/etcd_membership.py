@@ -14,8 +14,8 @@ import time
 import etcd_fresh
 
 # One shared copy of each synced _utils module, all replaced after a sync (etcd_fresh).
-etcd_client, etcd_leader, etcd_lock, etcd_membership, etcd_node, etcd_settings = etcd_fresh.load(
-    "etcd_client", "etcd_leader", "etcd_lock", "etcd_membership", "etcd_node", "etcd_settings"
+(etcd_client, etcd_leader, etcd_lock, etcd_membership, etcd_node, etcd_topology) = etcd_fresh.load(
+    "etcd_client", "etcd_leader", "etcd_lock", "etcd_membership", "etcd_node", "etcd_topology"
 )
 
 __virtualname__ = "etcd_membership"
@@ -35,21 +35,21 @@ def _settings():
 
 def _me_peer_url(s, me):
     if me in s["members"]:
-        return etcd_settings.peer_url(s, me)
+        return etcd_topology.peer_url(s, me)
     started = etcd_node.read_json(etcd_node.started_path(s)) or {}
     return started.get("flags", {}).get("ETCD_INITIAL_ADVERTISE_PEER_URLS")
 
 
 def _voters(s, me):
     """(client over the started voting members, the member list)."""
-    pillar_urls = [etcd_settings.client_url(s, n) for n in s["members"] if n != me]
+    pillar_urls = [etcd_topology.client_url(s, n) for n in s["members"] if n != me]
     if me in s["members"]:
-        pillar_urls.insert(0, etcd_settings.local_endpoint(s, me))
+        pillar_urls.insert(0, etcd_topology.local_endpoint(s, me))
     # As of now: right after another member's removal or add (the previous lock holder),
     # a member's own view may still list the old membership for a few milliseconds.
-    listing = etcd_settings.client(s, me, pillar_urls).member_list(None, current=True)
+    listing = etcd_topology.client(s, me, pillar_urls).member_list(None, current=True)
     urls = [m["client_urls"][0] for m in etcd_membership.voting(listing) if m["client_urls"]]
-    return etcd_settings.client(s, me, urls), listing
+    return etcd_topology.client(s, me, urls), listing
 
 
 def _live(s, me):
@@ -211,7 +211,7 @@ def join():
     """
     s = _settings()
     me = __opts__["id"]
-    peer = etcd_settings.peer_url(s, me)
+    peer = etcd_topology.peer_url(s, me)
     started = time.monotonic()
     deadline = started + s["membership"]["join_timeout"]
 
@@ -253,7 +253,7 @@ def _join_locked(s, me, peer, started, deadline):
     etcd_node.write_bootstrap("existing", etcd_membership.initial_cluster(listing, me, peer))
     etcd_node.write_json(etcd_node.started_path(s), etcd_node.wanted(s))
     __salt__["service.start"](s["service"]["name"], no_block=True)
-    local = etcd_settings.local_endpoint(s, me)
+    local = etcd_topology.local_endpoint(s, me)
     timeout = s["membership"]["join_timeout"]
     if mine["is_learner"]:
         if not etcd_leader.caught_up(client, local, max(1.0, deadline - time.monotonic()), learner=True):
@@ -372,7 +372,7 @@ def _remove_locked(s, name, replace, force=False):
             return {"removed": False, "comment": f"{name} is the leader and kept it: {problem}"}
     others = [m["client_urls"][0] for m in etcd_membership.voting(listing) if m["id"] != target["id"]]
     _reconfigure(
-        etcd_settings.client(s, me, [u for u in others if u]),
+        etcd_topology.client(s, me, [u for u in others if u]),
         "/v3/cluster/member/remove",
         {"ID": str(target["id"])},
         time.monotonic() + s["service"]["health_timeout"],

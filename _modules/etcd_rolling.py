@@ -15,17 +15,28 @@ import time
 import etcd_fresh
 
 # One shared copy of each synced _utils module, all replaced after a sync (etcd_fresh).
-etcd_client, etcd_leader, etcd_lock, etcd_node, etcd_releases, etcd_settings, etcd_snapshot, etcd_upgrade = (
-    etcd_fresh.load(
-        "etcd_client",
-        "etcd_leader",
-        "etcd_lock",
-        "etcd_node",
-        "etcd_releases",
-        "etcd_settings",
-        "etcd_snapshot",
-        "etcd_upgrade",
-    )
+(
+    etcd_client,
+    etcd_leader,
+    etcd_lock,
+    etcd_node,
+    etcd_releases,
+    etcd_settings,
+    etcd_snapshot,
+    etcd_tls,
+    etcd_topology,
+    etcd_upgrade,
+) = etcd_fresh.load(
+    "etcd_client",
+    "etcd_leader",
+    "etcd_lock",
+    "etcd_node",
+    "etcd_releases",
+    "etcd_settings",
+    "etcd_snapshot",
+    "etcd_tls",
+    "etcd_topology",
+    "etcd_upgrade",
 )
 
 __virtualname__ = "etcd_rolling"
@@ -36,7 +47,7 @@ def __virtual__():
 
 
 def _others(s, me):
-    return [etcd_settings.client_url(s, n) for n in s["members"] if n != me]
+    return [etcd_topology.client_url(s, n) for n in s["members"] if n != me]
 
 
 def plan():
@@ -62,7 +73,7 @@ def plan():
     out = {"reasons": reasons, "running_version": running, "refusal": None}
     if reasons and running:
         try:
-            out["refusal"] = _refusal(s, etcd_settings.client(s, __opts__["id"]), running)
+            out["refusal"] = _refusal(s, etcd_topology.client(s, __opts__["id"]), running)
         except etcd_client.EtcdError as exc:
             out["refusal"] = f"cannot ask the cluster: {exc}"
     return out
@@ -152,8 +163,8 @@ def restart(reasons=None):
     me = __opts__["id"]
     cluster = s["cluster"]["name"]
     svc = s["service"]
-    local = etcd_settings.local_endpoint(s, me)
-    client = etcd_settings.client(s, me)
+    local = etcd_topology.local_endpoint(s, me)
+    client = etcd_topology.client(s, me)
     running = __salt__["etcd_cluster.local_version"]()
     reasons = reasons or etcd_node.restart_reasons(
         etcd_node.read_json(etcd_node.started_path(s)), etcd_node.wanted(s), running
@@ -175,7 +186,7 @@ def restart(reasons=None):
                 # Read again under the lock: while we waited, others may have restarted and
                 # now serve elsewhere (on https, while a cluster moves to TLS).
                 s = __salt__["etcd_cluster.settings"]()
-                client = announced.client = etcd_settings.client(s, me)
+                client = announced.client = etcd_topology.client(s, me)
                 stopped = _stopped_by_marker(client, cluster)  # set while we waited for the lock?
                 if stopped:
                     return stopped
@@ -236,7 +247,7 @@ def _advertise_peer_urls(s, me, timeout):
     advertise mode): record the new peer URLs in the cluster, through the other members,
     so that they dial it there. None when done (or nothing to do), else why not."""
     want = [u for u in etcd_node.read_env(s).get("ETCD_INITIAL_ADVERTISE_PEER_URLS", "").split(",") if u]
-    others = etcd_settings.client(s, me, _others(s, me))
+    others = etcd_topology.client(s, me, _others(s, me))
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -277,7 +288,7 @@ def _snapshot_once(s, client, local, running):
         facts = etcd_snapshot.save(
             etcdctl,
             local,
-            etcd_settings.client_tls(s),
+            etcd_topology.client_tls(s),
             s["upgrade"]["snapshot_dir"],
             (st or {}).get("db_size", 0),
             label,
@@ -305,9 +316,9 @@ def _restart_now(s, client, lock, reasons, local, version_change):
     time.sleep(0.5)  # let systemd stop the old process before asking whether it serves
     problem = _advertise_peer_urls(s, me, svc["restart_timeout"])
     # Where this member serves now (it may have moved to https): ask the settings again.
-    local = etcd_settings.local_endpoint(__salt__["etcd_cluster.settings"](), me)
+    local = etcd_topology.local_endpoint(__salt__["etcd_cluster.settings"](), me)
     if problem or not etcd_leader.caught_up(client, local, svc["restart_timeout"]):
-        others = etcd_settings.client(s, me, _others(s, me))
+        others = etcd_topology.client(s, me, _others(s, me))
         record = {"member": me, "reasons": reasons, "time": time.time()}
         try:
             others.post(

@@ -14,18 +14,30 @@ import time
 import etcd_fresh
 
 # One shared copy of each synced _utils module, all replaced after a sync (etcd_fresh).
-(etcd_client, etcd_lock, etcd_migration, etcd_node, etcd_policies, etcd_rotation, etcd_settings, etcd_tls) = (
-    etcd_fresh.load(
-        "etcd_client",
-        "etcd_lock",
-        "etcd_migration",
-        "etcd_node",
-        "etcd_policies",
-        "etcd_rotation",
-        "etcd_settings",
-        "etcd_tls",
-    )
+(
+    etcd_client,
+    etcd_lock,
+    etcd_migration,
+    etcd_names,
+    etcd_node,
+    etcd_policies,
+    etcd_rotation,
+    etcd_settings,
+    etcd_tls,
+    etcd_topology,
+) = etcd_fresh.load(
+    "etcd_client",
+    "etcd_lock",
+    "etcd_migration",
+    "etcd_names",
+    "etcd_node",
+    "etcd_policies",
+    "etcd_rotation",
+    "etcd_settings",
+    "etcd_tls",
+    "etcd_topology",
 )
+
 from salt.exceptions import CommandExecutionError  # noqa: E402
 
 __virtualname__ = "etcd_tls"
@@ -61,7 +73,7 @@ def _sans(s, kind):
         return None
     # From the site pillar only (address, fqdn, id, extra_sans): the CA pins the same SANs
     # in this member's policy, so a certificate names nothing the member merely claims.
-    return etcd_settings.member_sans(s, __opts__["id"])
+    return etcd_topology.member_sans(s, __opts__["id"])
 
 
 def plan(against_mine=False):
@@ -351,7 +363,7 @@ def _record(s):
 
 
 def _cluster_client(s):
-    return etcd_settings.client(s, __opts__["id"])
+    return etcd_topology.client(s, __opts__["id"])
 
 
 def records():
@@ -505,12 +517,12 @@ def client_bundle(directory, cn=None, user="root"):
 
         salt k8s-master1 etcd_tls.client_bundle /etc/etcd-client
     """
-    problem = etcd_settings.path_problem(directory, True)
+    problem = etcd_names.path_problem(directory, True)
     if problem:  # a command-line argument: checked before it becomes a directory
         raise CommandExecutionError(f"directory {directory!r} refused: {problem[0]} ({problem[1]})")
     s = _settings()
     me = __opts__["id"]
-    pinned = etcd_settings.bundle_cns(s).get(me)
+    pinned = etcd_topology.bundle_cns(s).get(me)
     if pinned is None:
         raise CommandExecutionError(
             f"{me} may not hold a client bundle: list it under etcd:tls:bundle_minions (then salt "
@@ -535,7 +547,7 @@ def client_bundle(directory, cn=None, user="root"):
     if reasons == [etcd_tls.PREVIOUS_CA]:
         # A CA rotation: the old certificate is still trusted; the new CA's only once
         # every member's running etcd trusts it (asked with this bundle's own certificate).
-        urls, timeout = etcd_settings.client_urls(s), s["service"]["probe_timeout"]
+        urls, timeout = etcd_topology.client_urls(s), s["service"]["probe_timeout"]
         client = etcd_client.Client(urls, timeout, ca_path, cert_path, key_path)
         try:
             why = _reissue_refusal(s, client, {"client_ca": etcd_node.file_fingerprints(ca_path)[0]})

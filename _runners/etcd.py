@@ -22,7 +22,7 @@ ALERT_BANK = "etcd/alerts"
 ERROR = "error"  # a member's check failed (etcd_health.error_report)
 HEALTH_JOB = "etcd-health"
 # Event and mine data come from minions: a cluster name or minion id is used (cache key,
-# tag, log line) only when it matches these (as etcd_settings.NAME does on minions) and
+# tag, log line) only when it matches these (as etcd_names.NAME does on minions) and
 # the sender is a member of that cluster by its pillar as the master compiled it.
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 MINION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")

@@ -11,7 +11,7 @@ import shutil
 
 import etcd_fresh
 
-etcd_node, etcd_settings = etcd_fresh.load("etcd_node", "etcd_settings")
+(etcd_names, etcd_node) = etcd_fresh.load("etcd_names", "etcd_node")
 
 __virtualname__ = "etcd_clean"
 
@@ -33,7 +33,7 @@ def owned_absent(name, keep=None):
     """
     ret = {"name": name, "result": True, "changes": {}, "comment": ""}
     keep = set(keep or [])
-    problem = etcd_settings.path_problem(name, True)  # the rule pillar paths pass: never / or /etc
+    problem = etcd_names.path_problem(name, True)  # the rule pillar paths pass: never / or /etc
     if problem:
         ret.update(result=False, comment=f"not deleting {name!r}: {problem[0]}")
         return ret

@@ -11,7 +11,9 @@ import time
 import etcd_fresh
 
 # One shared copy of each synced _utils module, all replaced after a sync (etcd_fresh).
-etcd_client, etcd_node, etcd_settings = etcd_fresh.load("etcd_client", "etcd_node", "etcd_settings")
+(etcd_client, etcd_node, etcd_settings, etcd_topology) = etcd_fresh.load(
+    "etcd_client", "etcd_node", "etcd_settings", "etcd_topology"
+)
 
 __virtualname__ = "etcd_cluster"
 
@@ -54,8 +56,8 @@ def validated(name, member=True):
 
 
 def _wait_serving(s, me, timeout):
-    local = etcd_settings.local_endpoint(s, me)
-    c = etcd_settings.client(s, me, [local])
+    local = etcd_topology.local_endpoint(s, me)
+    c = etcd_topology.client(s, me, [local])
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if c.health(local):
@@ -187,8 +189,8 @@ def _start(ret, s, service, timeout, active):  # noqa: PLR0912, PLR0915 (issue 1
 
 
 def _local_status(s, me):
-    local = etcd_settings.local_endpoint(s, me)
-    c = etcd_settings.client(s, me, [local])
+    local = etcd_topology.local_endpoint(s, me)
+    c = etcd_topology.client(s, me, [local])
     try:
         return c.status(local)
     except etcd_client.EtcdError:

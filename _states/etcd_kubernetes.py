@@ -12,7 +12,7 @@ import etcd_fresh
 import yaml
 
 # One shared copy of each synced _utils module, all replaced after a sync (etcd_fresh).
-etcd_k8s, etcd_node, etcd_settings, etcd_tls = etcd_fresh.load("etcd_k8s", "etcd_node", "etcd_settings", "etcd_tls")
+(etcd_k8s, etcd_node, etcd_settings, etcd_tls) = etcd_fresh.load("etcd_k8s", "etcd_node", "etcd_settings", "etcd_tls")
 
 __virtualname__ = "etcd_kubernetes"
 # Beside the manifest: the sha256 of the content kubectl last applied without error.

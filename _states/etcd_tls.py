@@ -10,8 +10,8 @@ import os
 import etcd_fresh
 
 # One shared copy of each synced _utils module, all replaced after a sync (etcd_fresh).
-etcd_client, etcd_node, etcd_rotation, etcd_settings, etcd_tls = etcd_fresh.load(
-    "etcd_client", "etcd_node", "etcd_rotation", "etcd_settings", "etcd_tls"
+(etcd_client, etcd_node, etcd_rotation, etcd_settings, etcd_tls, etcd_topology) = etcd_fresh.load(
+    "etcd_client", "etcd_node", "etcd_rotation", "etcd_settings", "etcd_tls", "etcd_topology"
 )
 
 __virtualname__ = "etcd_tls"
@@ -275,7 +275,7 @@ def files_installed(name):
     problems = []
     me = __opts__["id"]
     for kind, k in etcd_tls.KINDS.items():
-        want = etcd_settings.member_sans(s, me) if k["sans"] else None
+        want = etcd_topology.member_sans(s, me) if k["sans"] else None
         found = etcd_tls.judge(src[k["cert"]], src[k["key"]], src[k["ca"]], want, k["eku"], 0)
         problems += [f"{kind} ({src[k['cert']]}): {p}" for p in found]
     if problems:

@@ -9,6 +9,11 @@ spelling of all of them before any check, so a managed flag cannot slip through 
 
 import re
 
+import etcd_migration
+import etcd_releases
+from etcd_settings import scheme, tls_on, tls_path
+from etcd_topology import host_of, initial_cluster, url
+
 NAME = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 
 
@@ -87,3 +92,69 @@ def normal(raw):
 def known(minor):
     """The flags of etcd `minor` ("3.5"), or None when the project has no list for it."""
     return FLAGS.get(minor)
+
+
+def flags(settings, name, version=None):
+    """The ETCD_* environment for member `name` (etcd reads every flag from ETCD_<FLAG>).
+
+    While a running cluster moves to TLS, `tls_stage` (set by etcd_cluster.settings)
+    may say `peer-creds`: http URLs, with the peer credentials only (etcd_migration)."""
+    s, t = settings, settings["tuning"]
+    addr = s["members"][name]["address"]
+    peer_creds_only = tls_on(s) and s.get("tls_stage") == etcd_migration.PEER_CREDS
+    sch = "http" if peer_creds_only else scheme(s)
+    listen_client = [url(sch, addr, s["ports"]["client"])]
+    if s.get("listen_localhost"):
+        listen_client.append(url(sch, "127.0.0.1", s["ports"]["client"]))
+    env = {
+        "ETCD_NAME": name,
+        "ETCD_DATA_DIR": s["paths"]["data"],
+        "ETCD_LISTEN_CLIENT_URLS": ",".join(listen_client),
+        "ETCD_ADVERTISE_CLIENT_URLS": url(sch, host_of(s, name), s["ports"]["client"]),
+        "ETCD_LISTEN_PEER_URLS": url(sch, addr, s["ports"]["peer"]),
+        "ETCD_INITIAL_ADVERTISE_PEER_URLS": url(sch, host_of(s, name), s["ports"]["peer"]),
+        "ETCD_INITIAL_CLUSTER": initial_cluster(s),
+        "ETCD_INITIAL_CLUSTER_TOKEN": s["cluster"]["token"],
+        # `new` is only ever set by the guarded bootstrap path (a runtime drop-in).
+        "ETCD_INITIAL_CLUSTER_STATE": "existing",
+        "ETCD_HEARTBEAT_INTERVAL": t["heartbeat_interval"],
+        "ETCD_ELECTION_TIMEOUT": t["election_timeout"],
+        "ETCD_SNAPSHOT_COUNT": t["snapshot_count"],
+        "ETCD_MAX_SNAPSHOTS": t["max_snapshots"],
+        "ETCD_MAX_WALS": t["max_wals"],
+        "ETCD_QUOTA_BACKEND_BYTES": t["quota_backend_bytes"],
+        "ETCD_AUTO_COMPACTION_MODE": t["auto_compaction_mode"],
+        "ETCD_AUTO_COMPACTION_RETENTION": t["auto_compaction_retention"],
+        "ETCD_LOGGER": "zap",
+    }
+    if peer_creds_only:
+        env.update(
+            ETCD_PEER_CERT_FILE=tls_path(s, "peer_cert"),
+            ETCD_PEER_KEY_FILE=tls_path(s, "peer_key"),
+            ETCD_PEER_TRUSTED_CA_FILE=tls_path(s, "peer_ca"),
+        )
+    elif tls_on(s):
+        # Clients and peers trust different CAs: a client certificate (signed by the
+        # client CA) cannot speak raft on the peer port. No auto-tls anywhere.
+        env.update(
+            ETCD_CERT_FILE=tls_path(s, "server_cert"),
+            ETCD_KEY_FILE=tls_path(s, "server_key"),
+            ETCD_TRUSTED_CA_FILE=tls_path(s, "client_ca"),
+            ETCD_CLIENT_CERT_AUTH="true",
+            ETCD_PEER_CERT_FILE=tls_path(s, "peer_cert"),
+            ETCD_PEER_KEY_FILE=tls_path(s, "peer_key"),
+            ETCD_PEER_TRUSTED_CA_FILE=tls_path(s, "peer_ca"),
+            ETCD_PEER_CLIENT_CERT_AUTH="true",
+        )
+    if (etcd_releases.parse(version or s["version"]) or (0, 0, 0))[:2] < (3, 5):
+        # 3.5 pre-votes by default; on 3.4 a restarted follower could otherwise force an election.
+        env["ETCD_PRE_VOTE"] = "true"
+    for flag, value in (s.get("extra_flags") or {}).items():
+        key = "ETCD_" + (normal(flag) or str(flag)).upper().replace("-", "_")
+        env[key] = str(value).lower() if isinstance(value, bool) else value
+    return {k: str(v) for k, v in env.items()}
+
+
+def restart_relevant(env):
+    """The flags whose change needs a restart: etcd ignores --initial-* once it has data."""
+    return {k: v for k, v in env.items() if not k.startswith("ETCD_INITIAL_")}

@@ -13,7 +13,7 @@ import re
 import time
 
 import etcd_client
-import etcd_settings
+import etcd_topology
 
 VERDICTS = ("ok", "degraded", "critical")
 ERROR = "error"  # the check itself failed: nothing is known about the cluster
@@ -73,8 +73,8 @@ def membership_findings(settings, listing):
     by_peer = {u: m for m in live for u in m["peer_urls"]}
     matched = set()
     for name in settings["members"]:
-        want_peer = etcd_settings.peer_url(settings, name)
-        want_client = etcd_settings.client_url(settings, name)
+        want_peer = etcd_topology.peer_url(settings, name)
+        want_client = etcd_topology.client_url(settings, name)
         m = next((x for x in live if x["name"] == name), None) or by_peer.get(want_peer)
         if m is None:
             findings.append(_reason("member_missing", name, f"{name} is in pillar but not a member of the cluster"))
@@ -117,8 +117,8 @@ def gather(client, settings, me):
     local endpoint; only members the list names at unexpected URLs cost a second wave.
     """
     started = time.monotonic()
-    local = etcd_settings.local_endpoint(settings, me) if me in settings["members"] else None
-    mine = etcd_settings.client_url(settings, me) if local else None
+    local = etcd_topology.local_endpoint(settings, me) if me in settings["members"] else None
+    mine = etcd_topology.client_url(settings, me) if local else None
     facts = {"local": me if local else None, "errors": []}
     chains = {}
     if local:
@@ -130,7 +130,7 @@ def gather(client, settings, me):
             (("status", mine), client.status, (local,)),
             (("health", mine), client.health, (local,)),
         ]
-    for url in (etcd_settings.client_url(settings, n) for n in settings["members"]):
+    for url in (etcd_topology.client_url(settings, n) for n in settings["members"]):
         if url != mine:
             chains[url] = [(("status", url), client.status, (url,)), (("health", url), client.health, (url,))]
     results = _run_chains(client, chains)

@@ -9,7 +9,7 @@ files' contents and writes the result.
 import base64
 import ipaddress
 
-import etcd_settings
+import etcd_topology
 
 SECRET_KEYS = {"ca": "etcd-client-ca.crt", "cert": "etcd-client.crt", "key": "etcd-client.key"}
 PORT_NAME = "etcd-client"
@@ -17,7 +17,7 @@ PORT_NAME = "etcd-client"
 
 def kv_backend_address(settings):
     """The storage operator's `kvBackend.address`: every member's client URL, comma-separated."""
-    return ",".join(etcd_settings.client_urls(settings))
+    return ",".join(etcd_topology.client_urls(settings))
 
 
 def address_type(ip):

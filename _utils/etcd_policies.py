@@ -4,13 +4,13 @@ One policy per member and use (``etcd_server:<id>``, ``etcd_peer:<id>``,
 ``etcd_admin:<id>``), usable by that minion only, with its CN and SANs pinned: x509_v2
 lets a policy's values override the request's, so what is pinned here is what the
 certificate says, whatever the requesting minion asked for. Client bundles get
-``etcd_client:<id>`` with the CN pillar gives them (``etcd_settings.bundle_cns``).
+``etcd_client:<id>`` with the CN pillar gives them (``etcd_topology.bundle_cns``).
 """
 
 import os
 
-import etcd_settings
 import etcd_tls
+import etcd_topology
 
 GRAIN = "x509_signing_policies"  # where x509_v2 finds them (config.get) on the CA minion
 POLICY = {"server": "etcd_server", "peer": "etcd_peer", "admin": "etcd_admin", "client": "etcd_client"}
@@ -43,12 +43,12 @@ def signing_policies(s):
     out = {}
     for name in sorted(s["members"]):
         # A plain minion id (no '@') is matched on the CA minion itself: no master round trip.
-        sans = etcd_tls.san_string(etcd_settings.member_sans(s, name))
+        sans = etcd_tls.san_string(etcd_topology.member_sans(s, name))
         out[policy_name("server", name)] = policy(
             "client_ca", "serverAuth, clientAuth", name, CN=name, subjectAltName=sans
         )
         out[policy_name("peer", name)] = policy("peer_ca", "serverAuth, clientAuth", name, CN=name, subjectAltName=sans)
         out[policy_name("admin", name)] = policy("client_ca", "clientAuth", name, CN=f"etcd-admin-{name}")
-    for minion, cn in sorted(etcd_settings.bundle_cns(s).items()):
+    for minion, cn in sorted(etcd_topology.bundle_cns(s).items()):
         out[policy_name("client", minion)] = policy("client_ca", "clientAuth", minion, CN=cn)
     return out

@@ -70,7 +70,7 @@ def test_a_synced_util_reaches_modules_loaded_afterwards(all_loaded):
         all_loaded.modules.etcd_cluster  # noqa: B018 (loading it is the point)
         after = sys.modules["etcd_migration"]
         assert after is not before
-        assert loaded("module", "etcd_cluster").etcd_settings.etcd_migration is after
+        assert loaded("module", "etcd_cluster").etcd_flags.etcd_migration is after
         assert etcd_fresh.stale() == []
         # Every module loaded after the sync, and a health check run then (TLS: the
         # certificate days use etcd_tls), still share one copy of each util.

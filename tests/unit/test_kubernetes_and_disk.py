@@ -6,6 +6,7 @@ import os
 import etcd_disk
 import etcd_k8s
 import etcd_settings
+import etcd_validate
 import kubernetes_validate
 import pytest
 
@@ -103,28 +104,28 @@ def test_legacy_endpoints_are_marked_and_the_secret_has_the_operator_keys():
 def test_kubernetes_and_preflight_mistakes_name_their_key():
     bad = {"kubernetes": {"namespace": "Storage_OS"}, "preflight": {"mode": "strict"}}
     s = settings(**bad)
-    report = etcd_settings.validate({"cluster": {"name": "lab"}, **bad}, s, "etcd1")
+    report = etcd_validate.validate({"cluster": {"name": "lab"}, **bad}, s, "etcd1")
     keys = {e["key"] for e in report["errors"]}
     assert {"etcd:kubernetes:namespace", "etcd:preflight:mode"} <= keys
 
 
 def test_service_name_and_kubernetes_minion_are_checked():
     bad = {"kubernetes": {"service": "1etcd", "minion": ["k8s1"]}}
-    report = etcd_settings.validate({"cluster": {"name": "lab"}, **bad}, settings(**bad), "etcd1")
+    report = etcd_validate.validate({"cluster": {"name": "lab"}, **bad}, settings(**bad), "etcd1")
     assert {"etcd:kubernetes:service", "etcd:kubernetes:minion"} <= {e["key"] for e in report["errors"]}
 
 
 def test_a_consumer_is_validated_without_being_a_member():
     s = settings(kubernetes={"minion": "k8s1"})
-    assert etcd_settings.validate({"cluster": {"name": "lab"}}, s, "k8s1", as_member=False)["valid"] is True
-    as_member = etcd_settings.validate({"cluster": {"name": "lab"}}, s, "k8s1")
+    assert etcd_validate.validate({"cluster": {"name": "lab"}}, s, "k8s1", as_member=False)["valid"] is True
+    as_member = etcd_validate.validate({"cluster": {"name": "lab"}}, s, "k8s1")
     assert [e["key"] for e in as_member["errors"]] == ["etcd:members"]
 
 
 def test_preflight_short_form_sets_the_mode():
     s = settings(preflight="enforce")
     assert s["preflight"] == {"mode": "enforce", "p99_ms": 10, "seconds": 10}
-    report = etcd_settings.validate({"cluster": {"name": "lab"}, "preflight": "enforce"}, s, "etcd1")
+    report = etcd_validate.validate({"cluster": {"name": "lab"}, "preflight": "enforce"}, s, "etcd1")
     assert not [e for e in report["errors"] if e["key"].startswith("etcd:preflight")]
 
 

@@ -2,7 +2,10 @@
 
 import copy
 
+import etcd_flags
 import etcd_settings
+import etcd_topology
+import etcd_validate
 import pytest
 
 SITE = {
@@ -18,7 +21,7 @@ SITE = {
 
 def check(pillar, minion="etcd1", has_etcd=False):
     settings = etcd_settings.merge(pillar, "Debian")
-    return etcd_settings.validate(pillar, settings, minion, has_etcd)
+    return etcd_validate.validate(pillar, settings, minion, has_etcd)
 
 
 def keys(findings):
@@ -153,7 +156,7 @@ def test_fqdn_mode_needs_every_fqdn():
 
 def test_flags_follow_the_settings():
     s = etcd_settings.merge(with_(advertise="fqdn"), "Debian")
-    env = etcd_settings.flags(s, "etcd2")
+    env = etcd_flags.flags(s, "etcd2")
     assert env["ETCD_NAME"] == "etcd2"
     assert env["ETCD_LISTEN_CLIENT_URLS"] == "http://10.0.0.12:2379,http://127.0.0.1:2379"
     assert env["ETCD_ADVERTISE_CLIENT_URLS"] == "http://etcd2.example.com:2379"
@@ -170,7 +173,7 @@ def test_flags_follow_the_settings():
 
 def test_34_gets_pre_vote_and_extra_flags_pass_through():
     s = etcd_settings.merge(with_(version="3.4.23", extra_flags={"enable-pprof": True, "--log-level": "warn"}), None)
-    env = etcd_settings.flags(s, "etcd1")
+    env = etcd_flags.flags(s, "etcd1")
     assert env["ETCD_PRE_VOTE"] == "true"
     assert env["ETCD_ENABLE_PPROF"] == "true"
     assert env["ETCD_LOG_LEVEL"] == "warn"
@@ -178,21 +181,21 @@ def test_34_gets_pre_vote_and_extra_flags_pass_through():
 
 def test_localhost_listening_can_be_turned_off():
     s = etcd_settings.merge(with_(listen_localhost=False), None)
-    assert etcd_settings.flags(s, "etcd1")["ETCD_LISTEN_CLIENT_URLS"] == "http://10.0.0.11:2379"
-    assert etcd_settings.endpoints(s, "etcd1")[0] == "http://10.0.0.11:2379"
+    assert etcd_flags.flags(s, "etcd1")["ETCD_LISTEN_CLIENT_URLS"] == "http://10.0.0.11:2379"
+    assert etcd_topology.endpoints(s, "etcd1")[0] == "http://10.0.0.11:2379"
 
 
 def test_initial_flags_never_count_for_a_restart():
     s = etcd_settings.merge(SITE, None)
-    env = etcd_settings.flags(s, "etcd1")
-    relevant = etcd_settings.restart_relevant(env)
+    env = etcd_flags.flags(s, "etcd1")
+    relevant = etcd_flags.restart_relevant(env)
     assert not [k for k in relevant if k.startswith("ETCD_INITIAL_")]
     assert relevant["ETCD_ELECTION_TIMEOUT"] == "5000"
 
 
 def test_ipv6_members_get_bracketed_urls():
     s = etcd_settings.merge(with_(members={"etcd1": {"address": "fd00::11"}}), None)
-    assert etcd_settings.peer_url(s, "etcd1") == "http://[fd00::11]:2380"
+    assert etcd_topology.peer_url(s, "etcd1") == "http://[fd00::11]:2380"
 
 
 def test_a_member_address_must_be_one_of_this_nodes():
@@ -207,7 +210,7 @@ def test_a_member_address_must_be_one_of_this_nodes():
 def test_any_spelling_of_an_allowed_flag_renders_one_variable(spelling):
     pillar = with_(extra_flags={spelling: True})
     assert check(pillar)["valid"], check(pillar)["errors"]
-    env = etcd_settings.flags(etcd_settings.merge(pillar, "Debian"), "etcd1")
+    env = etcd_flags.flags(etcd_settings.merge(pillar, "Debian"), "etcd1")
     assert env["ETCD_ENABLE_PPROF"] == "true"
     assert [k for k in env if "PPROF" in k] == ["ETCD_ENABLE_PPROF"]
 

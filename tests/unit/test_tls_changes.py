@@ -1,10 +1,12 @@
 """CA rotation gates (when members may take certificates from a new CA, and drop the old)
 and the stages of turning TLS on for a running cluster."""
 
+import etcd_flags
 import etcd_migration
 import etcd_node
 import etcd_rotation
 import etcd_settings
+import etcd_topology
 
 OLD, NEW, PEER_OLD, PEER_NEW = "f0", "f1", "p0", "p1"
 MEMBERS = ["etcd1", "etcd2", "etcd3"]
@@ -94,18 +96,18 @@ def test_peer_credentials_stage_renders_http_urls_with_peer_tls_only():
     }
     s = etcd_settings.merge(pillar)
     s["tls_stage"] = "peer-creds"
-    env = etcd_settings.flags(s, "etcd1", "3.5.1")
+    env = etcd_flags.flags(s, "etcd1", "3.5.1")
     assert env["ETCD_LISTEN_PEER_URLS"] == "http://10.0.0.11:2380"
     assert env["ETCD_ADVERTISE_CLIENT_URLS"] == "http://10.0.0.11:2379"
     assert env["ETCD_PEER_CERT_FILE"].endswith("peer.crt") and env["ETCD_PEER_TRUSTED_CA_FILE"].endswith("peer-ca.crt")
     assert "ETCD_CERT_FILE" not in env and "ETCD_CLIENT_CERT_AUTH" not in env
     s["tls_stage"] = "https"
-    env = etcd_settings.flags(s, "etcd1", "3.5.1")
+    env = etcd_flags.flags(s, "etcd1", "3.5.1")
     assert env["ETCD_LISTEN_PEER_URLS"] == "https://10.0.0.11:2380" and env["ETCD_CLIENT_CERT_AUTH"] == "true"
     # The formula's own calls go where each member serves meanwhile.
     s["serving"] = {"etcd2": "http"}
-    assert etcd_settings.client_url(s, "etcd2") == "http://10.0.0.12:2379"
-    assert etcd_settings.client_url(s, "etcd1") == "https://10.0.0.11:2379"
+    assert etcd_topology.client_url(s, "etcd2") == "http://10.0.0.12:2379"
+    assert etcd_topology.client_url(s, "etcd1") == "https://10.0.0.11:2379"
 
 
 def test_records_parse_and_names_come_from_the_listing():

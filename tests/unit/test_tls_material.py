@@ -5,9 +5,12 @@ import ipaddress
 import os
 import stat
 
+import etcd_flags
 import etcd_node
 import etcd_settings
 import etcd_tls
+import etcd_topology
+import etcd_validate
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -25,7 +28,7 @@ def site(**tls):
 
 def test_tls_flags_come_from_one_place_and_peer_trust_is_separate():
     _, s = site()
-    env = etcd_settings.flags(s, "etcd1")
+    env = etcd_flags.flags(s, "etcd1")
     assert env["ETCD_ADVERTISE_CLIENT_URLS"] == "https://10.0.0.11:2379"
     assert env["ETCD_INITIAL_CLUSTER"].startswith("etcd1=https://10.0.0.11:2380")
     assert env["ETCD_CERT_FILE"] == etcd_settings.tls_path(s, "server_cert")
@@ -38,7 +41,7 @@ def test_tls_flags_come_from_one_place_and_peer_trust_is_separate():
 
 def test_member_sans_name_every_way_in():
     _, s = site(extra_sans=["etcd.storageos.svc", "10.96.0.50"])
-    sans = etcd_settings.member_sans(s, "etcd1")
+    sans = etcd_topology.member_sans(s, "etcd1")
     assert sans["ip"] == ["10.0.0.11", "127.0.0.1", "::1", "10.96.0.50"]
     assert sans["dns"] == ["etcd.storageos.svc", "etcd1", "etcd1.lab", "localhost"]
 
@@ -58,7 +61,7 @@ def test_member_sans_name_every_way_in():
 )
 def test_tls_mistakes_name_their_key(tls, key, words):
     pillar, s = site(**tls)
-    report = etcd_settings.validate(pillar, s, "etcd1")
+    report = etcd_validate.validate(pillar, s, "etcd1")
     hits = [e for e in report["errors"] if e["key"] == key]
     assert hits and words in hits[0]["message"] + hits[0]["fix"], report["errors"]
 
@@ -175,7 +178,7 @@ def test_each_member_policy_pins_its_own_names_whatever_is_asked():
     asked = {"CN": "etcd2", "subjectAltName": "IP:10.0.0.12, DNS:etcd2"}
     merged = salt.utils.x509.merge_signing_policy(server, dict(asked))
     assert merged["CN"] == "etcd1"
-    assert merged["subjectAltName"] == etcd_tls.san_string(etcd_settings.member_sans(s, "etcd1"))
+    assert merged["subjectAltName"] == etcd_tls.san_string(etcd_topology.member_sans(s, "etcd1"))
     assert "10.0.0.12" not in merged["subjectAltName"]
     admin = salt.utils.x509.merge_signing_policy(policies["etcd_admin:etcd2"], {"CN": "root"})
     assert admin["CN"] == "etcd-admin-etcd2"
@@ -190,6 +193,6 @@ def test_a_bundle_minion_gets_the_cn_pillar_gives_it_never_its_own_choice():
     assert salt.utils.x509.merge_signing_policy(policy, {"CN": "root"})["CN"] == "storageos"
     s["kubernetes"].update(minion="k8s-master2", service="storageos-etcd")
     s["tls"]["bundle_minions"] = ["k8s-master2", "reader"]
-    assert etcd_settings.bundle_cns(s) == {
+    assert etcd_topology.bundle_cns(s) == {
         "etcd1": "etcd-client", "etcd2": "etcd-client", "k8s-master2": "storageos-etcd", "reader": "etcd-client"
     }  # fmt: skip
