@@ -5,10 +5,10 @@ gateway client in ``_utils/etcd_client.py``.
 """
 
 import concurrent.futures
+import copy
 import json
+import logging
 import os
-import re
-import time
 
 import etcd_fresh
 
@@ -19,37 +19,32 @@ import etcd_fresh
 # tests/functional/test_loading.py checks that no function body imports a util.
 (
     etcd_client,
-    etcd_disk,
     etcd_envfile,
     etcd_flags,
-    etcd_health,
-    etcd_k8s,
-    etcd_lock,
+    etcd_keys,
     etcd_migration,
+    etcd_mine,
     etcd_node,
     etcd_rotation,
     etcd_settings,
-    etcd_tls,
     etcd_topology,
     etcd_validate,
 ) = etcd_fresh.load(
     "etcd_client",
-    "etcd_disk",
     "etcd_envfile",
     "etcd_flags",
-    "etcd_health",
-    "etcd_k8s",
-    "etcd_lock",
+    "etcd_keys",
     "etcd_migration",
+    "etcd_mine",
     "etcd_node",
     "etcd_rotation",
     "etcd_settings",
-    "etcd_tls",
     "etcd_topology",
     "etcd_validate",
 )
 
 __virtualname__ = "etcd_cluster"
+log = logging.getLogger(__name__)
 
 GRAIN = "etcd_cluster_ids"
 SETTINGS_FILE = "formula-settings.json"  # written by salt/etcd/config.sls
@@ -65,12 +60,15 @@ def _pillar_etcd():
     return etcd_settings.expose(__pillar__.get("etcd", {}))
 
 
-def settings(runtime=True):
+SETTINGS_CACHE = "etcd_cluster.settings"  # __context__: (the pillar it was merged from, the settings)
+
+
+def settings():
     """
     The merged settings of this minion: defaults, OS family, pillar ``etcd:lookup``,
-    pillar ``etcd``. While a running cluster moves to TLS, and unless ``runtime`` is
-    false, also where each member serves now (``serving``) and this member's next stage
-    (``tls_stage``), from the live cluster.
+    pillar ``etcd``. A pure read of pillar, merged once per job (``__context__``, until
+    the pillar changes); what the live cluster says while it moves to TLS is
+    ``live_settings``.
 
     CLI Example:
 
@@ -78,29 +76,85 @@ def settings(runtime=True):
 
         salt 'etcd*' etcd_cluster.settings
     """
-    s = etcd_settings.merge(_pillar_etcd(), __grains__.get("os_family"))
-    if runtime and etcd_settings.tls_on(s) and __opts__["id"] in (s.get("members") or {}):
-        _tls_migration(s)
+    raw = _pillar_etcd()
+    os_family = __grains__.get("os_family")
+    cached = __context__.get(SETTINGS_CACHE)
+    if not cached or cached[0] != (raw, os_family):
+        # Keyed by the pillar itself, not the job: a minion running jobs in threads keeps
+        # __context__ across jobs, and a refreshed pillar must never meet old settings.
+        cached = ((copy.deepcopy(raw), os_family), etcd_settings.merge(raw, os_family))
+        __context__[SETTINGS_CACHE] = cached
+    return copy.deepcopy(cached[1])  # callers may change their copy
+
+
+def live_settings():
+    """
+    ``settings``, and while a running plain-HTTP cluster moves to TLS also where each
+    member serves now (``serving``: the client URLs follow it) and the stage this member
+    restarts into next (``tls_stage``: what ``env`` renders), from the live cluster. A
+    cluster formed with TLS costs one file read. Writes nothing (``mark_tls_migration``
+    keeps the marker).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt 'etcd*' etcd_cluster.live_settings
+    """
+    s = settings()
+    if etcd_settings.tls_on(s) and __opts__["id"] in (s.get("members") or {}):
+        s.update(_tls_migration(s)[0])
     return s
 
 
 MIGRATION_MARKER = "tls-migration"  # in the state dir, while this member saw a cluster half on TLS
 
 
+def mark_tls_migration():
+    """
+    Keep the ``tls-migration`` marker in the state dir while this member sees its
+    cluster half on TLS (so that, once this member serves https, it still asks where the
+    others serve), and drop it once every member serves https. ``etcd_cluster.running``
+    calls it before any restart decision; returns ``{result, comment, changes}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt 'etcd*' etcd_cluster.mark_tls_migration
+    """
+    s = settings()
+    marker = os.path.join(s["paths"]["state"], MIGRATION_MARKER)
+    ret = {"result": True, "comment": "no TLS migration in progress", "changes": {}}
+    if not etcd_settings.tls_on(s) or __opts__["id"] not in (s.get("members") or {}):
+        return ret
+    want = _tls_migration(s)[1]
+    if want is True and not os.path.exists(marker):
+        if not __opts__["test"]:
+            os.makedirs(os.path.dirname(marker), exist_ok=True)
+            open(marker, "a").close()
+        ret.update(comment="the cluster is half on TLS", changes={"marker": marker})
+    elif want is False and os.path.exists(marker):
+        if not __opts__["test"]:
+            os.unlink(marker)
+        ret.update(comment="every member serves https", changes={"marker": "removed"})
+    return ret
+
+
 def _tls_migration(s):
-    """While a running plain-HTTP cluster moves to TLS (etcd_migration), add to the
-    settings where each member serves now (``serving``) and the stage this member
-    restarts into next (``tls_stage``). A cluster formed with TLS costs one file read."""
+    """(what live_settings adds, whether the marker should exist: True, False or None
+    for no opinion). Reads the node's files and, only while TLS is not finished on it,
+    asks the cluster (etcd_migration)."""
     me = __opts__["id"]
     marker = os.path.join(s["paths"]["state"], MIGRATION_MARKER)
     started = etcd_node.read_json(etcd_node.started_path(s))
     if not started or not etcd_node.has_data(s["paths"]["data"]):
-        return
+        return {}, None
     running = etcd_migration.stage_of(started.get("flags"))
     if running == etcd_migration.HTTPS and not os.path.exists(marker):
-        return
-    s["serving"] = {me: "https" if running == etcd_migration.HTTPS else "http"}
-    urls = [etcd_topology.local_endpoint(s, me)]
+        return {}, None
+    own = {me: "https" if running == etcd_migration.HTTPS else "http"}
+    urls = [etcd_topology.local_endpoint(dict(s, serving=own), me)]
     for name in s["members"]:
         if name != me:
             urls += etcd_topology.client_urls_any_scheme(s, name)
@@ -110,20 +164,18 @@ def _tls_migration(s):
         client = etcd_client.Client(urls, s["service"]["probe_timeout"])
     try:
         listing = client.member_list()
-        records = client.get_prefix(etcd_rotation.record_prefix(etcd_lock.prefix(s["cluster"]["name"])))
+        records = client.get_prefix(etcd_keys.tls_records(s["cluster"]["name"]))
     except etcd_client.EtcdError:
-        return  # nobody answers: only this member's own scheme is known
-    s["serving"] = dict(etcd_migration.serving(listing), **s["serving"])  # its own, as it runs now
+        return {"serving": own}, None  # nobody answers: only this member's own scheme is known
+    serving = dict(etcd_migration.serving(listing), **own)  # its own, as it runs now
     if running != etcd_migration.HTTPS:
-        if not __opts__["test"]:
-            open(marker, "a").close()
-        s["tls_stage"] = etcd_migration.wanted_stage(
+        stage = etcd_migration.wanted_stage(
             running, etcd_rotation.parse_records(records), etcd_rotation.member_names(listing)
         )
-    elif etcd_migration.finished(listing):
-        if not __opts__["test"]:  # a dry run writes and deletes nothing
-            os.unlink(marker)
-        del s["serving"]
+        return {"serving": serving, "tls_stage": stage}, True
+    if etcd_migration.finished(listing):
+        return {}, False
+    return {"serving": serving}, None
 
 
 def applied_settings():
@@ -231,7 +283,7 @@ def env(name=None, version=None):
         salt etcd1 etcd_cluster.env
         salt etcd1 etcd_cluster.env version=3.5.1
     """
-    s = settings()
+    s = live_settings()
     name = name or __opts__["id"]
     if name not in (s.get("members") or {}) or not etcd_validate.validate(_pillar_etcd(), s, name, True)["valid"]:
         # Rendering must not fail on a bad pillar: the validate state reports it, first.
@@ -278,18 +330,7 @@ def unit_text():
 
 
 def _client(s=None):
-    return etcd_topology.client(s or settings(), __opts__["id"])
-
-
-def _member_view(m):
-    return {
-        "id": etcd_client.member_hex(m["id"]),
-        "name": m["name"],
-        "peer_urls": m["peer_urls"],
-        "client_urls": m["client_urls"],
-        "is_learner": m["is_learner"],
-        "started": bool(m["client_urls"]),
-    }
+    return etcd_topology.client(s or live_settings(), __opts__["id"])
 
 
 def members(endpoint=None):
@@ -305,7 +346,7 @@ def members(endpoint=None):
     listing = _client().member_list(endpoint)
     return {
         "cluster_id": etcd_client.member_hex(listing["cluster_id"]),
-        "members": [_member_view(m) for m in listing["members"]],
+        "members": [etcd_client.member_view(m) for m in listing["members"]],
     }
 
 
@@ -320,7 +361,7 @@ def probe():
 
         salt etcd1 etcd_cluster.probe
     """
-    s = settings()
+    s = live_settings()
     c = _client(s)
     urls = {n: etcd_topology.client_url(s, n) for n in s["members"]}
 
@@ -336,7 +377,7 @@ def probe():
     return {
         "answered": sorted(answered),
         "cluster_ids": sorted({etcd_client.member_hex(a["cluster_id"]) for a in answered.values()}),
-        "members": [_member_view(m) for m in next(iter(answered.values()))["members"]] if answered else [],
+        "members": [etcd_client.member_view(m) for m in next(iter(answered.values()))["members"]] if answered else [],
     }
 
 
@@ -407,228 +448,7 @@ def forget_cluster_id():
 
 
 def _to_mine(name, data):
-    """Publish `data` to the master's mine under `name`: what mine.send does, without its
-    fixed half-second pause after handing the data to the minion daemon (it costs every
-    first start and every health run half a second; nothing here reads the mine back at
-    once). Masterless minions keep no mine."""
-    if __opts__.get("file_client") == "local":
-        return
-    load = {"cmd": "_mine", "data": {name: data}, "id": __opts__["id"], "clear": False}
-    __salt__["event.fire"](load, "_minion_mine")  # the minion daemon forwards it to the master
-
-
-def _recorded_anywhere(s):
-    """Cluster IDs recorded for this site's cluster name, here or by any member (mine)."""
-    name = s["cluster"]["name"]
-    records = [recorded_cluster_ids()]
-    if __opts__.get("file_client") != "local":
-        mined = __salt__["mine.get"](",".join(s["members"]), "etcd_cluster.recorded_cluster_ids", tgt_type="list")
-        records += [v for v in (mined or {}).values() if isinstance(v, dict)]
-    return sorted({r[name] for r in records if r.get(name)})
-
-
-def _live_view(s):
-    """The live cluster as this node can see it. In test mode a node that cannot speak
-    to the cluster yet (no client certificate, or one from a CA being rotated out: the
-    real apply issues a new one first) plans from the members' last health reports in
-    the mine instead, and says so; the real apply always asks the cluster."""
-    try:
-        live = probe()
-    except etcd_client.EtcdError:
-        if not __opts__["test"]:
-            raise
-        live = None  # no client material yet: tls.certificates makes it before the real start
-    nobody = {"answered": [], "cluster_ids": [], "members": []}
-    if live and live["answered"] or not __opts__["test"] or not etcd_settings.tls_on(s):
-        return live or nobody, ""
-    if live is not None and not any(__salt__["etcd_tls.plan"](against_mine=True).values()):
-        return live, ""  # its certificates are fine: nobody answering is the real answer
-    mined = _mined_view(s)
-    if not mined:
-        return live or nobody, BLIND
-    return mined, f" (planned from the members' health reports in the mine, {mined['age']} s old)"
-
-
-# Test mode on a node that cannot speak to the cluster yet and has no report to plan from.
-BLIND = "blind"
-
-
-def _mined_view(s):
-    reported = reported_members()
-    if not reported:
-        return None
-    return {
-        "answered": [reported["reporter"]],
-        "cluster_ids": [reported["cluster_id"]],
-        "members": [_member_view(m) for m in reported["members"]],
-        "age": reported["age"],
-    }
-
-
-def reported_members():
-    """
-    The member list as this site's members last reported it in their scheduled health
-    checks (the mine), for a node that cannot ask the cluster yet: a new member before
-    its certificates exist, in test mode. Same shape as the live list (``members``, with
-    ``serving``: the IDs that answered), plus who reported it and how many seconds ago.
-    None when no member has reported. Only pillar members' reports for this site's
-    cluster name are read; the real apply always asks the cluster.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt etcd4 etcd_cluster.reported_members
-    """
-    s = settings(runtime=False)
-    if __opts__.get("file_client") == "local":
-        return None
-    others = [n for n in s["members"] if n != __opts__["id"]]
-    got = __salt__["mine.get"](",".join(others), "etcd_health", tgt_type="list") or {}
-    reports = [
-        (name, r)
-        for name, r in got.items()
-        if name in others
-        and isinstance(r, dict)
-        and r.get("cluster") == s["cluster"]["name"]
-        and isinstance(r.get("members"), list)
-        and r["members"]
-        and isinstance(r.get("time"), (int, float))
-    ]
-    if not reports:
-        return None
-    name, r = max(reports, key=lambda item: item[1]["time"])
-    # A member's report is its word: the cluster ID reaches a comment only as hex.
-    cluster_id = str(r.get("cluster_id"))
-    cluster_id = cluster_id if re.fullmatch(r"[0-9a-f]{1,16}", cluster_id) else "unknown"
-    return dict(etcd_health.listing_of(r), reporter=name, cluster_id=cluster_id, age=int(time.time() - r["time"]))
-
-
-def _member_place(s, me, live):
-    """Where a node without data stands in the live cluster (what bootstrap_plan decides)."""
-    mine = etcd_topology.peer_url(s, me)
-    listed = [m for m in live["members"] if m["name"] == me or mine in m["peer_urls"]]
-    if not listed:
-        return {
-            "action": "add",
-            "reason": f"cluster {', '.join(live['cluster_ids'])} is running without {me}: it is added as a "
-            "learner, started, and promoted once caught up",
-        }
-    if listed[0]["is_learner"]:
-        return {"action": "add", "reason": f"{me} was added as a learner and never started: completing the join"}
-    if listed[0]["started"]:
-        return {
-            "action": "refuse",
-            "reason": f"{me} is a started member of cluster {', '.join(live['cluster_ids'])} but "
-            f"{s['paths']['data']} is empty: its data is lost. Replace the member (README: Replace a "
-            "failed member); never re-bootstrap it",
-        }
-    return {"action": "join", "reason": f"{me} is listed in the live cluster and has not started yet"}
-
-
-def bootstrap_plan():
-    """
-    How this member's etcd may start when it is not running: ``start`` (it has data),
-    ``new`` (bootstrap a new cluster), ``join`` (listed in the live cluster, never
-    started), ``add`` (not listed: added as a learner) or ``refuse`` (with the reason
-    and the fix). In test mode a node without its certificates yet plans from the
-    members' health reports in the mine, or says ``unknown`` when there are none.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt etcd1 etcd_cluster.bootstrap_plan
-    """
-    s = settings()
-    me = __opts__["id"]
-    if etcd_node.has_data(s["paths"]["data"]):
-        return {"action": "start", "reason": f"{s['paths']['data']} holds this member's data"}
-    live, source = _live_view(s)
-    if live["answered"]:
-        plan = _member_place(s, me, live)
-        plan["reason"] += source
-        return plan
-    if source == BLIND:
-        return {
-            "action": "unknown",
-            "reason": f"{me} cannot ask the cluster before its certificates exist (the apply issues them first) "
-            "and no member has published a health report to plan from (the etcd-health schedule does, every "
-            "interval): the apply will join it if a cluster runs, or bootstrap one if none does and "
-            "etcd:cluster:bootstrap allows it",
-        }
-    recorded = _recorded_anywhere(s)
-    if recorded:
-        return {
-            "action": "refuse",
-            "reason": f"no member answers, but cluster {', '.join(recorded)} was formed for site "
-            f"{s['cluster']['name']}: refusing to bootstrap a second cluster. Bring its members back",
-        }
-    if not s["cluster"].get("bootstrap"):
-        return {
-            "action": "refuse",
-            "reason": "no member answers and `etcd:cluster:bootstrap` is false: set it to true for the "
-            "first apply of a new cluster",
-        }
-    return {"action": "new", "reason": "no member answers, no data, no recorded cluster: bootstrap allowed"}
-
-
-def healthy():
-    """
-    Whether the cluster is healthy: every pillar member listed and started, one cluster
-    ID, a leader, no alarms, no learners, and this member answering.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt etcd1 etcd_cluster.healthy
-    """
-    s = settings()
-    me = __opts__["id"]
-    c = _client(s)
-    problems = []
-    local = etcd_topology.local_endpoint(s, me) if me in s["members"] else None
-    if local and not c.health(local):
-        problems.append(f"{me} does not serve on {local}")
-    try:
-        listing = c.member_list(local)
-    except etcd_client.EtcdError as exc:
-        return {"healthy": False, "problems": problems + [f"member list failed: {exc}"]}
-    by_name = {m["name"]: m for m in listing["members"]}
-    for name in s["members"]:
-        if name not in by_name:
-            problems.append(f"{name} is not a started member")
-        elif not by_name[name]["client_urls"]:
-            problems.append(f"{name} never started")
-    problems += [
-        f"{m['name'] or etcd_client.member_hex(m['id'])} is a learner" for m in listing["members"] if m["is_learner"]
-    ]
-    cluster_ids, leaders = set(), set()
-    for m in listing["members"]:
-        for url in m["client_urls"][:1]:
-            try:
-                st = c.status(url)
-            except etcd_client.EtcdError:
-                problems.append(f"{m['name']} does not answer on {url}")
-                continue
-            cluster_ids.add(st["cluster_id"])
-            leaders.add(st["leader"])
-    if len(cluster_ids) > 1:
-        problems.append(f"members report {len(cluster_ids)} cluster IDs")
-    if not leaders or 0 in leaders or len(leaders) > 1:
-        problems.append("no agreed leader")
-    try:
-        alarms = c.alarms(local)
-    except etcd_client.EtcdError:
-        alarms = []
-    problems += [f"alarm {a['alarm']} on member {etcd_client.member_hex(a['member_id'])}" for a in alarms]
-    return {
-        "healthy": not problems,
-        "problems": problems,
-        "cluster_id": etcd_client.member_hex(listing["cluster_id"]),
-        "members": sorted(by_name),
-    }
+    etcd_mine.send(__opts__, __salt__["event.fire"], name, data)
 
 
 def data_present():
@@ -654,260 +474,48 @@ def local_version():
 
         salt 'etcd*' etcd_cluster.local_version
     """
-    s = settings()
+    s = live_settings()
     try:
         return _client(s).version(etcd_topology.local_endpoint(s, __opts__["id"]))["etcdserver"]
     except (etcd_client.EtcdError, KeyError):
         return None
 
 
-def check_membership():
-    """
-    The live member list against pillar: findings (missing, extra, never started,
-    learner, wrong peer or client URLs, name mismatch) and a verdict.
+# Renamed in the split by concern (issue 17); the old names answer for one release.
+RENAMED = {
+    "healthy": "etcd_health.healthy",
+    "health": "etcd_health.health",
+    "last_health": "etcd_health.last_health",
+    "health_job": "etcd_health.job",
+    "check_membership": "etcd_health.check_membership",
+    "check_disk": "etcd_health.check_disk",
+    "lock": "etcd_lock.lock",
+    "lock_holder": "etcd_lock.holder",
+    "unlock": "etcd_lock.unlock",
+    "kv_backend_address": "etcd_kubernetes.kv_backend_address",
+    "kubernetes_manifests": "etcd_kubernetes.manifests",
+    "bootstrap_plan": "etcd_bootstrap.plan",
+    "reported_members": "etcd_bootstrap.reported_members",
+}
+
+
+def _renamed(old, new):
+    def alias(*args, **kwargs):
+        log.warning("etcd_cluster.%s is now %s: this name goes in the next release", old, new)
+        return __salt__[new](*args, **kwargs)
+
+    alias.__name__ = old
+    alias.__doc__ = f"""
+    Renamed to ``{new}``; this name answers until the next release.
 
     CLI Example:
 
     .. code-block:: bash
 
-        salt etcd1 etcd_cluster.check_membership
+        salt 'etcd*' {new}
     """
-    s = settings()
-    listing = _client(s).member_list(None)
-    findings = etcd_health.membership_findings(s, listing)
-    return {
-        "verdict": "ok" if not findings else "mismatch",
-        "cluster_id": etcd_client.member_hex(listing["cluster_id"]),
-        "findings": findings,
-    }
+    return alias
 
 
-def _health_file(s):
-    return os.path.join(s["paths"]["state"], "health.json")
-
-
-def health(event=False):
-    """
-    One health report for the local member and the cluster: every member's health,
-    the leader, raft term/index and lag, DB size against the quota, alarms, versions,
-    membership findings against pillar and the local WAL fsync latency, with a verdict
-    (ok / degraded / critical) and reasons. Bounded by ``etcd:health:timeout`` per
-    request, all requests in parallel; it reports its own duration.
-
-    event
-        Also send the report to the master as ``etcd/<cluster>/health/<verdict>``,
-        keep it as this minion's latest (``etcd_cluster.last_health``) and publish
-        that to the mine for ``salt-run etcd.report``. The scheduled job does this.
-        A check that fails with an exception then still reports: verdict ``error``,
-        the exception in ``error`` (the scheduler keeps no return of its own).
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt 'etcd*' etcd_cluster.health
-        salt 'etcd*' etcd_cluster.health event=True
-    """
-    if not event:
-        return _health(applied_settings() or settings())
-    s = None
-    try:
-        s = applied_settings() or settings()
-        report = _health(s)
-    except Exception as exc:  # the job's only witness: a failure must reach the master
-        report = etcd_health.error_report(exc, s or _pillar_etcd(), __opts__["id"])
-    _publish(s, report)
-    return report
-
-
-def _health(s):
-    me = __opts__["id"]
-    client = etcd_topology.client(s, me, timeout=s["health"]["timeout"])
-    certs = _certificate_days(s)
-    report = etcd_health.assess(etcd_health.gather(client, s, me), s, certs)
-    if etcd_health.electing(report):
-        # Do not page for an election: look again, once a second, for up to two election
-        # timeouts (etcd randomises each follower's timeout within that), then judge.
-        first, started = report["verdict"], time.monotonic()
-        deadline = started + 2 * s["tuning"]["election_timeout"] / 1000 + 1
-        while etcd_health.electing(report) and time.monotonic() < deadline:
-            time.sleep(1)
-            report = etcd_health.assess(etcd_health.gather(client, s, me), s, certs)
-        report["rechecked"] = {"first_verdict": first, "after_s": round(time.monotonic() - started, 1)}
-    report["minion"] = me
-    return report
-
-
-def _certificate_days(s):
-    if not etcd_settings.tls_on(s) or s["tls"]["mode"] not in etcd_settings.TLS_MODES:
-        return {}
-    out = {}
-    for what in etcd_tls.CERTS:
-        cert = etcd_tls.load_cert(etcd_settings.tls_path(s, what))
-        out[etcd_settings.tls_path(s, what)] = {"days_left": etcd_tls.facts(cert)["days_left"] if cert else -1}
-    return out
-
-
-def _publish(s, report):
-    path = _health_file(s or etcd_settings.DEFAULTS)
-    os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(report, fh)
-    os.replace(tmp, path)
-    __salt__["event.send"](f"etcd/{report['cluster']}/health/{report['verdict']}", report)
-    _to_mine("etcd_health", report)
-
-
-def last_health():
-    """
-    The latest report the scheduled health check made on this minion (None before the first).
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt 'etcd*' etcd_cluster.last_health
-    """
-    return _last_report(applied_settings() or settings())
-
-
-def _last_report(s):
-    try:
-        with open(_health_file(s), encoding="utf-8") as fh:
-            return json.load(fh)
-    except (OSError, ValueError):
-        return None
-
-
-def health_job():
-    """
-    The scheduled health check on this minion, as ``salt-run etcd.report`` explains an
-    empty mine: whether the ``etcd-health`` job is installed and enabled, its interval,
-    and the time, verdict and error of the latest check.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt 'etcd*' etcd_cluster.health_job
-    """
-    job = (__salt__["schedule.list"](return_yaml=False) or {}).get(HEALTH_JOB)
-    s = applied_settings() or settings()
-    last = _last_report(s) or {}
-    return {
-        "cluster": s["cluster"]["name"],
-        "scheduled": isinstance(job, dict),
-        "enabled": bool(job.get("enabled", True)) if isinstance(job, dict) else None,
-        "seconds": job.get("seconds") if isinstance(job, dict) else None,
-        "last": {k: last.get(k) for k in ("time", "verdict", "error")} if last else None,
-    }
-
-
-def kv_backend_address():
-    """
-    The storage operator's ``kvBackend.address`` for this site: every member's client
-    URL, comma-separated (https with TLS).
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt etcd1 etcd_cluster.kv_backend_address
-    """
-    return etcd_k8s.kv_backend_address(settings())
-
-
-def check_disk(path=None, seconds=10):
-    """
-    fdatasync latency where ``path`` (default: the data dir, or its nearest existing
-    parent) lives, as etcd's hardware guide measures it: sequential 2300-byte writes with
-    an fdatasync after each, up to 22 MiB or ``seconds``. Reports p50/p99/max in ms, IOPS,
-    samples and whether the full 22 MiB was written; leaves no file behind.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt 'etcd*' etcd_cluster.check_disk
-        salt etcd1 etcd_cluster.check_disk /var/lib/etcd seconds=30
-    """
-    return etcd_disk.measure(path or settings()["paths"]["data"], float(seconds))
-
-
-def kubernetes_manifests(with_secret=False):
-    """
-    The Kubernetes objects for this site (Service without selector, EndpointSlice, and
-    the legacy Endpoints when ``kubernetes:legacy_endpoints``). The Secret with the
-    client bundle is only ever written to a file by ``etcd_kubernetes.manifests``; here
-    ``with_secret`` shows its name and keys, never its data.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt etcd1 etcd_cluster.kubernetes_manifests
-    """
-    docs = etcd_k8s.manifests(settings())
-    if with_secret and etcd_settings.tls_on(settings()):
-        k = settings()["kubernetes"]
-        docs.append({"kind": "Secret", "name": k["secret"], "keys": sorted(etcd_k8s.SECRET_KEYS.values())})
-    return docs
-
-
-def lock(purpose="maintenance", ttl=3600, wait=0):
-    """
-    Take the cluster lock (held in etcd on a lease, so it expires ``ttl`` seconds after
-    it was taken if nobody releases it), for work that must not overlap a guarded
-    restart or a membership change: defragmentation, OS maintenance. Those wait for it
-    (``etcd:service:lock_wait``). Waits ``wait`` seconds for a holder to let go.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt etcd1 etcd_cluster.lock purpose='kernel update etcd1' ttl=1800
-    """
-    s = settings()
-    held = etcd_lock.Lock(_client(s), s["cluster"]["name"], __opts__["id"], int(ttl), float(wait), purpose=purpose)
-    try:
-        held.acquire()
-    except etcd_lock.LockTimeout as exc:
-        return {"locked": False, "comment": str(exc)}
-    return {"locked": True, "holder": __opts__["id"], "purpose": purpose, "lease": f"{held.lease:x}", "ttl": int(ttl)}
-
-
-def lock_holder():
-    """
-    Who holds the cluster lock, for what, since when, and for how much longer (None when free).
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt etcd1 etcd_cluster.lock_holder
-    """
-    s = settings()
-    return etcd_lock.holder(_client(s), s["cluster"]["name"])
-
-
-def unlock(force=False):
-    """
-    Release the cluster lock this minion holds; ``force=True`` releases anyone's (a
-    holder that is gone for good; its lease would expire anyway).
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt etcd1 etcd_cluster.unlock
-    """
-    s = settings()
-    client = _client(s)
-    held = etcd_lock.holder(client, s["cluster"]["name"])
-    if held is None:
-        return {"unlocked": False, "comment": "the cluster lock is free"}
-    if held.get("holder") != __opts__["id"] and not force:
-        return {"unlocked": False, "comment": f"held by {held.get('holder')} ({held.get('purpose')}): force=True"}
-    client.post("/v3/lease/revoke", {"ID": held["lease"]})
-    return {"unlocked": True, "comment": f"released the lock {held.get('holder')} held ({held.get('purpose')})"}
+for _old, _new in RENAMED.items():
+    globals()[_old] = _renamed(_old, _new)

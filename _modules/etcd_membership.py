@@ -14,8 +14,8 @@ import time
 import etcd_fresh
 
 # One shared copy of each synced _utils module, all replaced after a sync (etcd_fresh).
-(etcd_client, etcd_leader, etcd_lock, etcd_membership, etcd_node, etcd_topology) = etcd_fresh.load(
-    "etcd_client", "etcd_leader", "etcd_lock", "etcd_membership", "etcd_node", "etcd_topology"
+(etcd_actions, etcd_client, etcd_leader, etcd_lock, etcd_membership, etcd_node, etcd_topology) = etcd_fresh.load(
+    "etcd_actions", "etcd_client", "etcd_leader", "etcd_lock", "etcd_membership", "etcd_node", "etcd_topology"
 )
 
 __virtualname__ = "etcd_membership"
@@ -30,7 +30,7 @@ class MembershipError(Exception):
 
 
 def _settings():
-    return __salt__["etcd_cluster.settings"]()
+    return __salt__["etcd_cluster.live_settings"]()
 
 
 def _me_peer_url(s, me):
@@ -119,7 +119,7 @@ def plan(leaving=False):
     except etcd_client.EtcdError as exc:
         # A new member has no client certificate before its first apply: plan from the
         # members' own reports (test mode and this function only; changes ask the cluster).
-        listing = __salt__["etcd_cluster.reported_members"]()
+        listing = __salt__["etcd_bootstrap.reported_members"]()
         if not listing:
             return {"action": "unknown", "member": me, "reason": f"no member answers: {exc}"}
         healthy = set(listing["serving"])
@@ -168,10 +168,11 @@ def _plan_from(s, me, listing, healthy):
 TRANSIENT = ("unhealthy cluster", "not enough started members", "leader changed", "no leader")
 
 
-def _reconfigure(client, path, body, deadline):
+def _reconfigure(change, deadline):
+    """Run `change` (a membership request), again while etcd answers with a transient error."""
     while True:
         try:
-            return client.post(path, body)
+            return change()
         except etcd_client.EtcdError as exc:
             if not any(t in str(exc) for t in TRANSIENT) or time.monotonic() > deadline:
                 raise
@@ -183,7 +184,7 @@ def _promote(s, client, member_id, deadline):
     last = None
     while time.monotonic() < deadline:
         try:
-            client.post("/v3/cluster/member/promote", {"ID": str(member_id)})
+            client.member_promote(member_id)
             return None
         except etcd_client.EtcdError as exc:
             last = exc
@@ -221,7 +222,11 @@ def join():
         got["lock_held"] = [round(locked_at, 3), round(time.time(), 3)]  # one change at a time, cluster-wide
         return got
 
-    return _locked(s, "member-add", lambda text: {"joined": False, "comment": text}, f"{me} did not join", work)
+    got = _locked(s, "member-add", lambda text: {"joined": False, "comment": text}, f"{me} did not join", work)
+    changes = {"joined": me} if got["joined"] else {"added": me} if got.get("added") else {}
+    return etcd_actions.outcome(
+        __context__, got.pop("joined"), got.pop("comment"), changes, joined=bool(changes.get("joined")), **got
+    )
 
 
 def _join_locked(s, me, peer, started, deadline):
@@ -246,7 +251,7 @@ def _join_locked(s, me, peer, started, deadline):
             refusal = etcd_membership.add_refusal(listing, healthy, me)
         if refusal:
             return {"joined": False, "comment": f"{me} not added: {refusal}"}
-        _reconfigure(client, "/v3/cluster/member/add", {"peerURLs": [peer], "isLearner": True}, deadline)
+        _reconfigure(lambda: client.member_add([peer], learner=True), deadline)
         listing = client.member_list(None)
         mine = etcd_membership.find(listing, me, peer)
         added = True
@@ -318,7 +323,10 @@ def set_aside():
 
         salt etcd3 etcd_membership.set_aside
     """
-    return _set_aside(_settings())
+    done = _set_aside(_settings())
+    return etcd_actions.outcome(
+        __context__, True, ", ".join(f"{k} {v}" for k, v in done.items()) or "nothing to set aside", done, **done
+    )
 
 
 def remove(name, replace=False, force=False):
@@ -337,9 +345,8 @@ def remove(name, replace=False, force=False):
         salt etcd1 etcd_membership.remove etcd3 replace=True
     """
     got = _remove(name, replace, force)
-    if not got["removed"] and not got.get("absent"):
-        __context__["retcode"] = 1  # an orchestration's salt.function stops here
-    return got
+    ok = bool(got["removed"] or got.get("absent"))  # an orchestration's salt.function stops on False
+    return etcd_actions.outcome(__context__, ok, got.pop("comment"), {"removed": name} if got["removed"] else {}, **got)
 
 
 def _remove(name, replace, force=False):
@@ -371,12 +378,8 @@ def _remove_locked(s, name, replace, force=False):
         if problem:
             return {"removed": False, "comment": f"{name} is the leader and kept it: {problem}"}
     others = [m["client_urls"][0] for m in etcd_membership.voting(listing) if m["id"] != target["id"]]
-    _reconfigure(
-        etcd_topology.client(s, me, [u for u in others if u]),
-        "/v3/cluster/member/remove",
-        {"ID": str(target["id"])},
-        time.monotonic() + s["service"]["health_timeout"],
-    )
+    via = etcd_topology.client(s, me, [u for u in others if u])
+    _reconfigure(lambda: via.member_remove(target["id"]), time.monotonic() + s["service"]["health_timeout"])
     after = voters - (0 if target["is_learner"] else 1)
     return {
         "removed": True,
@@ -402,8 +405,12 @@ def leave(in_pillar=False):
     s = _settings()
     me = __opts__["id"]
     if me in s["members"] and not in_pillar:
-        return {"left": False, "comment": f"{me} is in pillar (etcd:members): remove it there first"}
+        return etcd_actions.outcome(
+            __context__, False, f"{me} is in pillar (etcd:members): remove it there first", left=False
+        )
     got = _remove(me, False)
     if not got["removed"] and not got.get("absent"):
-        return {"left": False, "comment": got["comment"]}
-    return {"left": True, "comment": got["comment"], "removal": got, "local": _set_aside(s)}
+        return etcd_actions.outcome(__context__, False, got["comment"], left=False)
+    local = _set_aside(s)
+    changes = dict({"removed": me} if got["removed"] else {}, **local)
+    return etcd_actions.outcome(__context__, True, got["comment"], changes, left=True, removal=got, local=local)

@@ -16,7 +16,9 @@ import etcd_fresh
 
 # One shared copy of each synced _utils module, all replaced after a sync (etcd_fresh).
 (
+    etcd_actions,
     etcd_client,
+    etcd_keys,
     etcd_leader,
     etcd_lock,
     etcd_node,
@@ -27,7 +29,9 @@ import etcd_fresh
     etcd_topology,
     etcd_upgrade,
 ) = etcd_fresh.load(
+    "etcd_actions",
     "etcd_client",
+    "etcd_keys",
     "etcd_leader",
     "etcd_lock",
     "etcd_node",
@@ -66,7 +70,7 @@ def plan():
 
         salt 'etcd*' etcd_rolling.plan
     """
-    s = __salt__["etcd_cluster.settings"]()
+    s = __salt__["etcd_cluster.live_settings"]()
     started = etcd_node.read_json(etcd_node.started_path(s))
     running = __salt__["etcd_cluster.local_version"]()
     reasons = etcd_node.restart_reasons(started, _would_run(s), running)
@@ -124,11 +128,11 @@ def _auth_enabled(client, cluster_version):
     """
     if (etcd_releases.parse(cluster_version or "") or (0, 0))[:2] >= (3, 5):
         try:
-            return bool(client.post("/v3/auth/status", {}).get("enabled"))
+            return bool(client.auth_status().get("enabled"))
         except etcd_client.EtcdError:
             return False
     try:
-        client.post("/v3/auth/user/get", {"name": "root"})
+        client.user_get("root")
         return True  # a root user exists: auth may be on
     except etcd_client.EtcdError as exc:
         return "not found" not in str(exc)  # "user name is empty" etc.: auth is on
@@ -137,7 +141,7 @@ def _auth_enabled(client, cluster_version):
 def _healthy_within(timeout):
     deadline = time.monotonic() + timeout
     while True:
-        report = __salt__["etcd_cluster.healthy"]()
+        report = __salt__["etcd_health.healthy"]()
         if report["healthy"]:
             return report
         if time.monotonic() > deadline:
@@ -159,7 +163,14 @@ def restart(reasons=None):
 
         salt etcd1 etcd_rolling.restart
     """
-    s = __salt__["etcd_cluster.settings"]()
+    got = _restart(reasons)
+    done = got.pop("restarted")
+    changes = {"restarted": got.get("reasons") or reasons or True} if done else {}
+    return etcd_actions.outcome(__context__, done, got.pop("comment"), changes, restarted=done, **got)
+
+
+def _restart(reasons):  # noqa: PLR0912, PLR0915 (the guarded path, step by step; each return says why it stopped)
+    s = __salt__["etcd_cluster.live_settings"]()
     me = __opts__["id"]
     cluster = s["cluster"]["name"]
     svc = s["service"]
@@ -185,7 +196,7 @@ def restart(reasons=None):
             try:
                 # Read again under the lock: while we waited, others may have restarted and
                 # now serve elsewhere (on https, while a cluster moves to TLS).
-                s = __salt__["etcd_cluster.settings"]()
+                s = __salt__["etcd_cluster.live_settings"]()
                 client = announced.client = etcd_topology.client(s, me)
                 stopped = _stopped_by_marker(client, cluster)  # set while we waited for the lock?
                 if stopped:
@@ -255,7 +266,7 @@ def _advertise_peer_urls(s, me, timeout):
             mine = next((m for m in listing["members"] if m["name"] == me), None)
             if not want or mine is None or mine["peer_urls"] == want:
                 return None
-            others.post("/v3/cluster/member/update", {"ID": mine["id"], "peerURLs": want})
+            others.member_update(mine["id"], want)
             continue  # check it took
         except etcd_client.EtcdError as exc:
             problem = f"peer URL update to {', '.join(want)} failed: {exc}"
@@ -265,20 +276,20 @@ def _advertise_peer_urls(s, me, timeout):
 
 
 def _stopped_by_marker(client, cluster):
-    marker = client.get(etcd_lock.marker_key(cluster))
+    marker = client.get(etcd_keys.restart_failed(cluster))
     if not marker:
         return None
     return {
         "restarted": False,
         "comment": f"an earlier guarded restart failed ({marker}): fix that member, then delete "
-        f"{etcd_lock.marker_key(cluster)} (etcdctl del) and apply again",
+        f"{etcd_keys.restart_failed(cluster)} (etcdctl del) and apply again",
     }
 
 
 def _snapshot_once(s, client, local, running):
     """The first member to restart for a version change takes a verified snapshot (its
     record in etcd tells the others it exists). None when there is one, else why not."""
-    record_key = etcd_lock.snapshot_key(s["cluster"]["name"], running, s["version"])
+    record_key = etcd_keys.upgrade_snapshot(s["cluster"]["name"], running, s["version"])
     if client.get(record_key):
         return None
     st = etcd_leader.status(client, local)
@@ -316,18 +327,12 @@ def _restart_now(s, client, lock, reasons, local, version_change):
     time.sleep(0.5)  # let systemd stop the old process before asking whether it serves
     problem = _advertise_peer_urls(s, me, svc["restart_timeout"])
     # Where this member serves now (it may have moved to https): ask the settings again.
-    local = etcd_topology.local_endpoint(__salt__["etcd_cluster.settings"](), me)
+    local = etcd_topology.local_endpoint(__salt__["etcd_cluster.live_settings"](), me)
     if problem or not etcd_leader.caught_up(client, local, svc["restart_timeout"]):
         others = etcd_topology.client(s, me, _others(s, me))
         record = {"member": me, "reasons": reasons, "time": time.time()}
         try:
-            others.post(
-                "/v3/kv/put",
-                {
-                    "key": etcd_client.b64(etcd_lock.marker_key(s["cluster"]["name"])),
-                    "value": etcd_client.b64(json.dumps(record)),
-                },
-            )
+            others.put(etcd_keys.restart_failed(s["cluster"]["name"]), json.dumps(record))
         except etcd_client.EtcdError:
             pass
         return {

@@ -9,14 +9,13 @@ import json
 import logging
 import os
 import pwd
-import time
 
 import etcd_fresh
 
 # One shared copy of each synced _utils module, all replaced after a sync (etcd_fresh).
 (
     etcd_client,
-    etcd_lock,
+    etcd_keys,
     etcd_migration,
     etcd_names,
     etcd_node,
@@ -27,7 +26,7 @@ import etcd_fresh
     etcd_topology,
 ) = etcd_fresh.load(
     "etcd_client",
-    "etcd_lock",
+    "etcd_keys",
     "etcd_migration",
     "etcd_names",
     "etcd_node",
@@ -55,7 +54,7 @@ def __virtual__():
 
 
 def _settings():
-    return __salt__["etcd_cluster.settings"]()
+    return __salt__["etcd_cluster.live_settings"]()
 
 
 def _ids(s, what):
@@ -185,8 +184,13 @@ def _ask_ca_to_refresh(s):
     if "etcd_tls.ca_refreshed" in __context__:
         return
     ca = s["tls"]["ca_minion"]
-    got = __salt__["publish.publish"](ca, "etcd_tls.refresh_policies", timeout=60) or {}
-    answer = got.get(ca)
+    answer = None
+    # The new name first; a master whose peer setting still allows only the old one (it
+    # answers for one release: README, upgrade notes) is asked by that.
+    for function in ("etcd_ca.refresh_policies", "etcd_tls.refresh_policies"):
+        answer = (__salt__["publish.publish"](ca, function, timeout=60) or {}).get(ca)
+        if isinstance(answer, dict):
+            break
     if not isinstance(answer, dict):
         # The CA's policies stay as its last refresh or etcd.ca; a refusal below says what to do.
         log.warning(
@@ -194,7 +198,7 @@ def _ask_ca_to_refresh(s):
             ca,
             answer
             if isinstance(answer, str)
-            else "no answer (allow etcd_tls.refresh_policies under the master's peer setting: README, "
+            else "no answer (allow etcd_ca.refresh_policies under the master's peer setting: README, "
             "Add the formula to your master)",
         )
     __context__["etcd_tls.ca_refreshed"] = answer
@@ -210,129 +214,6 @@ def _refusal_advice(s, kind, exc):
             f"then run `salt {ca} state.apply etcd.ca` and apply here again"
         )
     return f"the CA minion {ca} did not sign {me}'s {kind} certificate: {text}"
-
-
-def _ca_file(s, what, generation=""):
-    return os.path.join(s["tls"]["ca_dir"], f"{CA_FILES[what]}{generation}")
-
-
-def ca_certs():
-    """
-    On the CA minion: the CA certificates members trust (client CA, peer CA), as PEM
-    text; during a rotation each is a bundle, the new (signing) CA first, then the one
-    being rotated out. The formula publishes this to the mine, where members read it.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt ca1 etcd_tls.ca_certs
-    """
-    s = _settings()
-    out = {}
-    for what in CA_FILES:
-        texts = []
-        for generation in ("", ".previous"):
-            try:
-                with open(_ca_file(s, what, generation) + ".crt", encoding="ascii") as fh:
-                    texts.append(fh.read())
-            except OSError:
-                continue
-        out[what] = "".join(texts) if texts else None
-    return out
-
-
-def _which(which):
-    chosen = list(CA_FILES) if which in ("both", None) else [which]
-    unknown = [w for w in chosen if w not in CA_FILES]
-    if unknown:
-        raise CommandExecutionError(f"which={which!r}: use both, client_ca or peer_ca")
-    return chosen
-
-
-def rotate_ca(which="both", cert=None, key=None):
-    """
-    On the CA minion: start a CA rotation. The current CA (``which``: both, client_ca or
-    peer_ca) becomes the previous one, still trusted; a new CA signs from now on: made
-    here, or, with ``tls:generate_ca: false``, the operator's (``cert`` and ``key``:
-    paths on the CA minion). Members then trust both, take new certificates once all
-    trust the new CA, and keep trusting the old one until ``etcd_tls.retire_ca``
-    (README: TLS, CA rotation; ``etcd.orch.rotate_ca`` drives the passes). Refused
-    while an earlier rotation is not retired. Returns fingerprints, never key material.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt ca1 etcd_tls.rotate_ca
-        salt ca1 etcd_tls.rotate_ca peer_ca
-    """
-    s = _settings()
-    t = s["tls"]
-    chosen = _which(which)
-    if not t["generate_ca"] and not (cert and key):
-        raise CommandExecutionError("tls:generate_ca is false: give the new CA as cert=<path> key=<path>")
-    for what in chosen:
-        if os.path.exists(_ca_file(s, what, ".previous") + ".crt"):
-            raise CommandExecutionError(f"a rotation of the {what} is not finished: run etcd_tls.retire_ca first")
-        if etcd_tls.load_cert(_ca_file(s, what) + ".crt") is None:
-            raise CommandExecutionError(f"no {what} to rotate in {t['ca_dir']}: apply etcd.ca first")
-    if cert and key and len(chosen) != 1:
-        raise CommandExecutionError("an operator's CA replaces one CA at a time: which=client_ca or which=peer_ca")
-    out = {}
-    stamp = time.strftime("%Y-%m-%dT%H%M")
-    for what in chosen:
-        base = _ca_file(s, what)
-        previous = etcd_tls.load_cert(base + ".crt")
-        for ext in (".crt", ".key"):
-            os.replace(base + ext, _ca_file(s, what, ".previous") + ext)
-        if cert and key:
-            with open(key, "rb") as fh:
-                etcd_tls.write_private(base + ".key", fh.read())
-            with open(cert, "rb") as fh:
-                etcd_tls.write_public(base + ".crt", fh.read())
-        else:
-            etcd_tls.make_key(base + ".key", t["key_type"])
-            name = f"etcd {what.replace('_ca', '')} CA ({s['cluster']['name']}) {stamp}"  # no comma: RFC 4514
-            etcd_tls.self_signed_ca(base + ".key", base + ".crt", name, t["ca_days_valid"])
-        new = etcd_tls.load_cert(base + ".crt")
-        out[what] = {
-            "new": etcd_tls.fingerprint(new),
-            "new_subject": etcd_tls.facts(new)["subject_cn"],
-            "previous": etcd_tls.fingerprint(previous),
-        }
-    __salt__["mine.send"](MINE_CA, mine_function="etcd_tls.ca_certs")
-    return out
-
-
-def retire_ca(which="both"):
-    """
-    On the CA minion: finish a CA rotation. The previous CA is no longer published, so
-    members stop trusting it on their next apply (a guarded restart each), which they
-    refuse while any member still holds a certificate from it. Reissue the client
-    bundles of other consumers (``etcd.kubernetes``) before this. The previous key is
-    deleted.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt ca1 etcd_tls.retire_ca
-    """
-    s = _settings()
-    out = {}
-    for what in _which(which):
-        crt = _ca_file(s, what, ".previous") + ".crt"
-        previous = etcd_tls.load_cert(crt)
-        if previous is None:
-            continue
-        out[what] = {"retired": etcd_tls.fingerprint(previous)}
-        os.unlink(crt)
-        if os.path.exists(_ca_file(s, what, ".previous") + ".key"):
-            os.unlink(_ca_file(s, what, ".previous") + ".key")
-    if out:
-        __salt__["mine.send"](MINE_CA, mine_function="etcd_tls.ca_certs")
-    return out
 
 
 def record():
@@ -381,7 +262,7 @@ def records():
 
 
 def _records(s, client):
-    raw = client.get_prefix(etcd_rotation.record_prefix(etcd_lock.prefix(s["cluster"]["name"])))
+    raw = client.get_prefix(etcd_keys.tls_records(s["cluster"]["name"]))
     return {"members": etcd_rotation.member_names(client.member_list()), "records": etcd_rotation.parse_records(raw)}
 
 
@@ -409,7 +290,7 @@ def publish_record():
     if etcd_node.read_json(cache) == published:  # as published last time, in this cluster: no request
         return False
     client = _cluster_client(s)
-    key = etcd_rotation.record_key(etcd_lock.prefix(s["cluster"]["name"]), __opts__["id"])
+    key = etcd_keys.tls_record(s["cluster"]["name"], __opts__["id"])
     client.put(key, json.dumps(mine, sort_keys=True))
     etcd_node.write_json(cache, published)
     return True
@@ -456,51 +337,6 @@ def trusted_cas():
     ca = s["tls"]["ca_minion"]
     mined = __salt__["mine.get"](ca, MINE_CA) or {}
     return mined.get(ca) or {}
-
-
-def signing_policies():
-    """
-    On the CA minion: the x509_v2 signing policies for this site. Each member has its own
-    server, peer and admin policy (``etcd_server:<id>`` ...), usable by that minion only,
-    with its CN and SANs pinned from the site pillar, so a member cannot obtain a
-    certificate naming another member. ``etcd_client`` is for client bundles (members and
-    ``tls:bundle_minions``). Each pins the signing CA, basic constraints, key and extended
-    key usages and the validity.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt ca1 etcd_tls.signing_policies
-    """
-    return etcd_policies.signing_policies(_settings())
-
-
-def refresh_policies():
-    """
-    On the CA minion: compile its pillar afresh and set the signing policies it gives
-    (the ``x509_signing_policies`` grain x509_v2 reads) when they changed. Members ask for
-    this through the master's peer system before they request a certificate, so a member
-    just added to pillar is known to the CA without anyone applying ``etcd.ca`` first.
-    What it computes comes from the master's pillar only; the asking minion chooses
-    nothing. Returns whether the policies changed and the members they cover.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt ca1 etcd_tls.refresh_policies
-    """
-    fresh = __salt__["pillar.items"](unmask=True)  # compiled on the master now, not the pillar in memory
-    s = etcd_settings.merge(etcd_settings.expose(fresh.get("etcd") or {}), __grains__.get("os_family"))
-    if __opts__["id"] != s["tls"].get("ca_minion"):
-        raise CommandExecutionError(f"{__opts__['id']} is not this site's etcd:tls:ca_minion")
-    policies = etcd_policies.signing_policies(s)
-    changed = __grains__.get(POLICY_GRAIN) != policies
-    if changed:
-        __salt__["grains.setval"](POLICY_GRAIN, policies, refresh_pillar=False)
-        __salt__["saltutil.refresh_pillar"]()  # later jobs read the same pillar the policies came from
-    return {"changed": changed, "members": sorted(s["members"])}
 
 
 def client_bundle(directory, cn=None, user="root"):
@@ -580,3 +416,29 @@ def _bundle_facts(ca_path, cert_path, key_path, changed, reasons):
         "serial": facts["serial"],
         "days_left": facts["days_left"],
     }
+
+
+# The CA minion's side moved to etcd_ca (issue 17); the old names answer for one release
+# (a master's peer setting may still name etcd_tls.refresh_policies).
+RENAMED = {f: f"etcd_ca.{f}" for f in ("ca_certs", "rotate_ca", "retire_ca", "signing_policies", "refresh_policies")}
+
+
+def _renamed(old, new):
+    def alias(*args, **kwargs):
+        return __salt__[new](*args, **kwargs)
+
+    alias.__name__ = old
+    alias.__doc__ = f"""
+    Renamed to ``{new}``; this name answers until the next release.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt ca1 {new}
+    """
+    return alias
+
+
+for _old, _new in RENAMED.items():
+    globals()[_old] = _renamed(_old, _new)

@@ -1,6 +1,6 @@
 """Master-side views of the etcd clusters that etcd-formula manages.
 
-The scheduled check on every member (``etcd_cluster.health event=True``) publishes its
+The scheduled check on every member (``etcd_health.health event=True``) publishes its
 latest report to the mine as ``etcd_health`` and sends it as an event
 ``etcd/<cluster>/health/<verdict>``. ``report`` reads the mine; ``alert`` is what the
 example reactor (``salt://etcd/reactor/health.sls``) calls on degraded and critical.
@@ -202,7 +202,7 @@ def _why_no_reports(cluster=None, timeout=5):
     the etcd-health job, and its latest check. Asked only in this case (one short call)."""
     client = salt.client.get_local_client(mopts=__opts__)
     try:
-        answers = client.cmd("*", "etcd_cluster.health_job", timeout=timeout) or {}
+        answers = client.cmd("*", "etcd_health.job", timeout=timeout) or {}
     finally:
         client.destroy()
     lines = []

@@ -88,7 +88,11 @@ def running(name, timeout=None, enable=True):
           etcd_cluster.running:
             - name: etcd
     """
-    s = __salt__["etcd_cluster.settings"]()
+    if not __opts__["test"]:
+        # Before the settings are read: while the cluster is half on TLS the marker makes
+        # every later read ask where the members serve, also after this member's restart.
+        __salt__["etcd_cluster.mark_tls_migration"]()
+    s = __salt__["etcd_cluster.live_settings"]()
     service = s["service"]["name"]
     active, enabled = etcd_node.unit_state(service)
     enabling = enable and not enabled
@@ -151,7 +155,7 @@ def _start(ret, s, service, timeout, active):  # noqa: PLR0912, PLR0915 (issue 1
         _after_start(s)
         return ret
 
-    plan = __salt__["etcd_cluster.bootstrap_plan"]()
+    plan = __salt__["etcd_bootstrap.plan"]()
     if plan["action"] == "refuse":
         ret["result"] = False
         ret["comment"] = f"refusing to start {service}: {plan['reason']}"
@@ -247,89 +251,3 @@ def _after_start(s):
             __salt__["etcd_tls.publish_record"]()
         except etcd_client.EtcdError:
             pass  # published by the next apply; a rotation waits for it meanwhile
-
-
-def healthy(name, timeout=None):
-    """
-    Wait, bounded, until the cluster is healthy: every pillar member listed and started,
-    one cluster ID, a leader, no alarms, no learners, this member answering.
-
-    .. code-block:: yaml
-
-        etcd-health:
-          etcd_cluster.healthy:
-            - name: etcd
-    """
-    ret = _ret(name)
-    s = __salt__["etcd_cluster.settings"]()
-    timeout = timeout or s["service"]["health_timeout"]
-    if __opts__["test"]:
-        try:
-            report = __salt__["etcd_cluster.healthy"]()
-        except etcd_client.EtcdError as exc:  # a new member: no client certificate before the real apply
-            ret.update(result=None, comment=f"would wait up to {timeout}s for the cluster to be healthy ({exc})")
-            return ret
-        ret["result"] = True if report["healthy"] else None
-        ret["comment"] = (
-            "cluster is healthy" if report["healthy"] else "would wait for: " + "; ".join(report["problems"])
-        )
-        return ret
-    deadline = time.monotonic() + timeout
-    while True:
-        report = __salt__["etcd_cluster.healthy"]()
-        if report["healthy"]:
-            ret["comment"] = f"cluster {report['cluster_id']} is healthy: {', '.join(report['members'])}"
-            return ret
-        if time.monotonic() > deadline:
-            ret["result"] = False
-            ret["comment"] = f"cluster not healthy after {timeout}s: " + "; ".join(report["problems"])
-            return ret
-        time.sleep(0.5)
-
-
-def disk_checked(name):
-    """
-    Before the first install on a node: measure fdatasync latency where the data dir
-    ``name`` will live (``etcd_cluster.check_disk``) and, by ``etcd:preflight:mode``,
-    warn or refuse when the p99 is over ``etcd:preflight:p99_ms``. A node that already
-    runs etcd is not measured again; ``test=True`` measures nothing.
-
-    .. code-block:: yaml
-
-        etcd-disk:
-          etcd_cluster.disk_checked:
-            - name: /var/lib/etcd
-    """
-    ret = _ret(name)
-    s = __salt__["etcd_cluster.settings"]()
-    p = s["preflight"]
-    if p["mode"] == "off":
-        ret["comment"] = "disk preflight is off (etcd:preflight:mode)"
-        return ret
-    if etcd_node.has_etcd(s):
-        ret["comment"] = "etcd is installed here: the disk preflight runs before the first install only"
-        return ret
-    if __opts__["test"]:
-        ret.update(result=None, comment=f"would measure fdatasync latency under {name} for up to {p['seconds']} s")
-        return ret
-    m = __salt__["etcd_cluster.check_disk"](name, p["seconds"])
-    figures = (
-        f"fdatasync p50 {m['p50_ms']} ms, p99 {m['p99_ms']} ms, {m['iops']} IOPS, {m['samples']} samples of 2300 B "
-        f"in {m['seconds']} s on {m['directory']} ({m['filesystem'] or 'unknown filesystem'})"
-    )
-    if m["no_disk"]:
-        figures += f"; these figures say nothing about a disk: {m['no_disk']}"
-    if m["p99_ms"] is not None and m["p99_ms"] > p["p99_ms"]:
-        message = (
-            f"disk too slow for etcd: {figures}; etcd:preflight:p99_ms is {p['p99_ms']} ms (etcd's hardware guide: "
-            "p99 under 10 ms). Fix: put the data dir (etcd:paths:data) on a faster disk (SSD), or set "
-            "etcd:preflight:mode to warn"
-        )
-        if p["mode"] == "enforce":
-            ret.update(result=False, comment="refusing to install: " + message)
-            return ret
-        ret["warnings"] = [message]
-        ret["comment"] = message
-        return ret
-    ret["comment"] = f"disk fast enough: {figures}"
-    return ret

@@ -6,7 +6,13 @@ that first compares with the schedule the job process already holds, and asks th
 daemon only when they differ.
 """
 
+import time
+
+import etcd_fresh
 from salt.modules.schedule import SCHEDULE_CONF
+
+# One shared copy of each synced _utils module, all replaced after a sync (etcd_fresh).
+(etcd_client, etcd_health) = etcd_fresh.load("etcd_client", "etcd_health")
 
 
 def scheduled(name, **kwargs):
@@ -26,7 +32,7 @@ def scheduled(name, **kwargs):
         etcd-health-schedule:
           etcd_health.scheduled:
             - name: etcd-health
-            - function: etcd_cluster.health
+            - function: etcd_health.health
             - seconds: 60
     """
     wanted = __salt__["schedule.build_schedule_item"](name, **kwargs)
@@ -43,3 +49,42 @@ def _listed(item):
         if key in SCHEDULE_CONF and key != "_seconds" and value is not None:
             out[key] = {"true": True, "false": False}.get(value, value) if isinstance(value, str) else value
     return out
+
+
+def healthy(name, timeout=None):
+    """
+    Wait, bounded (``etcd:service:health_timeout``), until ``etcd_health.healthy``
+    finds nothing that blocks a change: one cluster ID, an agreed leader, a quorum, no
+    alarm, every pillar member started and serving, no learner.
+
+    .. code-block:: yaml
+
+        etcd-health:
+          etcd_health.healthy:
+            - name: etcd
+    """
+    ret = {"name": name, "result": True, "changes": {}, "comment": ""}
+    s = __salt__["etcd_cluster.settings"]()
+    timeout = timeout or s["service"]["health_timeout"]
+    if __opts__["test"]:
+        try:
+            report = __salt__["etcd_health.healthy"]()
+        except etcd_client.EtcdError as exc:  # a new member: no client certificate before the real apply
+            ret.update(result=None, comment=f"would wait up to {timeout}s for the cluster to be healthy ({exc})")
+            return ret
+        ret["result"] = True if report["healthy"] else None
+        ret["comment"] = (
+            "cluster is healthy" if report["healthy"] else "would wait for: " + "; ".join(report["problems"])
+        )
+        return ret
+    deadline = time.monotonic() + timeout
+    while True:
+        report = __salt__["etcd_health.healthy"]()
+        if report["healthy"]:
+            ret["comment"] = f"cluster {report['cluster_id']} is healthy: {', '.join(report['members'])}"
+            return ret
+        if time.monotonic() > deadline:
+            ret["result"] = False
+            ret["comment"] = f"cluster not healthy after {timeout}s: " + "; ".join(report["problems"])
+            return ret
+        time.sleep(0.5)

@@ -3,7 +3,7 @@
 import etcd_fresh
 
 # One shared copy of each synced _utils module, all replaced after a sync (etcd_fresh).
-(etcd_node, etcd_releases) = etcd_fresh.load("etcd_node", "etcd_releases")
+(etcd_health, etcd_node, etcd_releases) = etcd_fresh.load("etcd_health", "etcd_node", "etcd_releases")
 
 from salt.exceptions import CommandExecutionError  # noqa: E402
 
@@ -114,4 +114,52 @@ def account(name, group, home, shell="/usr/sbin/nologin"):
         if got["result"] is False:
             break
     ret["comment"] = "; ".join(c for c in comments if c)
+    return ret
+
+
+def disk_checked(name):
+    """
+    Before the first install on a node: measure fdatasync latency where the data dir
+    ``name`` will live (``etcd_health.check_disk``) and, by ``etcd:preflight:mode``,
+    warn or refuse when the p99 is over ``etcd:preflight:p99_ms``. A node that already
+    runs etcd is not measured again; ``test=True`` measures nothing.
+
+    .. code-block:: yaml
+
+        etcd-disk:
+          etcd_install.disk_checked:
+            - name: /var/lib/etcd
+    """
+    ret = {"name": name, "result": True, "changes": {}, "comment": ""}
+    s = __salt__["etcd_cluster.settings"]()
+    p = s["preflight"]
+    if p["mode"] == "off":
+        ret["comment"] = "disk preflight is off (etcd:preflight:mode)"
+        return ret
+    if etcd_node.has_etcd(s):
+        ret["comment"] = "etcd is installed here: the disk preflight runs before the first install only"
+        return ret
+    if __opts__["test"]:
+        ret.update(result=None, comment=f"would measure fdatasync latency under {name} for up to {p['seconds']} s")
+        return ret
+    m = __salt__["etcd_health.check_disk"](name, p["seconds"])
+    figures = (
+        f"fdatasync p50 {m['p50_ms']} ms, p99 {m['p99_ms']} ms, {m['iops']} IOPS, {m['samples']} samples of 2300 B "
+        f"in {m['seconds']} s on {m['directory']} ({m['filesystem'] or 'unknown filesystem'})"
+    )
+    if m["no_disk"]:
+        figures += f"; these figures say nothing about a disk: {m['no_disk']}"
+    if m["p99_ms"] is not None and m["p99_ms"] > p["p99_ms"]:
+        message = (
+            f"disk too slow for etcd: {figures}; etcd:preflight:p99_ms is {p['p99_ms']} ms (etcd's hardware guide: "
+            "p99 under 10 ms). Fix: put the data dir (etcd:paths:data) on a faster disk (SSD), or set "
+            "etcd:preflight:mode to warn"
+        )
+        if p["mode"] == "enforce":
+            ret.update(result=False, comment="refusing to install: " + message)
+            return ret
+        ret["warnings"] = [message]
+        ret["comment"] = message
+        return ret
+    ret["comment"] = f"disk fast enough: {figures}"
     return ret

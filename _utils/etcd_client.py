@@ -48,6 +48,18 @@ def _member(raw):
     }
 
 
+def member_view(m):
+    """A listed member as the formula's functions show it (IDs in hex)."""
+    return {
+        "id": member_hex(m["id"]),
+        "name": m["name"],
+        "peer_urls": m["peer_urls"],
+        "client_urls": m["client_urls"],
+        "is_learner": m["is_learner"],
+        "started": bool(m["client_urls"]),
+    }
+
+
 def _status(raw):
     header = raw.get("header", {})
     return {
@@ -230,12 +242,77 @@ class Client:
     def version(self, endpoint):
         return self._request("GET", "/version", endpoint=endpoint)
 
-    def put(self, key, value, endpoint=None):
-        return self.post("/v3/kv/put", {"key": b64(key), "value": b64(value)}, endpoint)
+    def with_endpoints(self, endpoints):
+        """The same identity (TLS material, timeout) towards other endpoints."""
+        other = Client(endpoints, self.timeout)
+        other._tls = self._tls
+        return other
+
+    # Keys. `lease`: the key goes when the lease does.
+    def put(self, key, value, endpoint=None, lease=None):
+        body = {"key": b64(key), "value": b64(value)}
+        if lease:
+            body["lease"] = lease
+        return self.post("/v3/kv/put", body, endpoint)
 
     def get(self, key, endpoint=None):
+        kv = self.get_kv(key, endpoint)
+        return unb64(kv.get("value")) if kv else None
+
+    def get_kv(self, key, endpoint=None):
+        """The key's record (value base64, lease, revisions) or None."""
         kvs = self.post("/v3/kv/range", {"key": b64(key)}, endpoint).get("kvs", [])
-        return unb64(kvs[0].get("value")) if kvs else None
+        return kvs[0] if kvs else None
+
+    def create(self, key, value, lease=None):
+        """Put `key` only if it does not exist (one transaction); whether it was put."""
+        put = {"key": b64(key), "value": b64(value)}
+        if lease:
+            put["lease"] = lease
+        body = {
+            "compare": [{"key": b64(key), "target": "CREATE", "create_revision": "0", "result": "EQUAL"}],
+            "success": [{"request_put": put}],
+            "failure": [],
+        }
+        return bool(self.post("/v3/kv/txn", body).get("succeeded"))
+
+    # Leases.
+    def lease_grant(self, ttl):
+        return int(self.post("/v3/lease/grant", {"TTL": int(ttl)})["ID"])
+
+    def lease_revoke(self, lease):
+        self.post("/v3/lease/revoke", {"ID": lease})
+
+    def lease_keepalive(self, lease):
+        self.post("/v3/lease/keepalive", {"ID": lease})
+
+    def lease_ttl(self, lease):
+        """Seconds the lease has left (-1: gone)."""
+        return int(self.post("/v3/lease/timetolive", {"ID": lease}).get("TTL", -1))
+
+    # Membership, leadership, auth.
+    def member_add(self, peer_urls, learner=False):
+        return self.post("/v3/cluster/member/add", {"peerURLs": list(peer_urls), "isLearner": bool(learner)})
+
+    def member_remove(self, member_id):
+        return self.post("/v3/cluster/member/remove", {"ID": str(member_id)})
+
+    def member_promote(self, member_id):
+        return self.post("/v3/cluster/member/promote", {"ID": str(member_id)})
+
+    def member_update(self, member_id, peer_urls):
+        return self.post("/v3/cluster/member/update", {"ID": member_id, "peerURLs": list(peer_urls)})
+
+    def transfer_leadership(self, target_id, endpoint):
+        """Sent to the leader (`endpoint`): only the leader can hand over."""
+        return self.post("/v3/maintenance/transfer-leadership", {"targetID": str(target_id)}, endpoint=endpoint)
+
+    def auth_status(self):
+        """AuthStatus (etcd 3.5+ only; it goes through raft)."""
+        return self.post("/v3/auth/status", {})
+
+    def user_get(self, name):
+        return self.post("/v3/auth/user/get", {"name": name})
 
     def get_prefix(self, prefix, keys_only=False, endpoint=None):
         """{key after the prefix: value} for every key under `prefix`."""

@@ -339,6 +339,39 @@ def assess(facts, settings, certificates=None):  # noqa: PLR0912, PLR0915 (the v
     return _verdict(report, reasons, rows)
 
 
+# The reasons that stop a guarded change (restart, join, removal): the cluster as a whole
+# (quorum, one leader, one cluster ID, any alarm) and every member the change counts on
+# (missing, never started, down, a learner). Not a slow disk, a quota warning, an
+# expiring certificate, URLs that differ from pillar or a member pillar no longer names:
+# those are reported, and a guarded restart is often how they get fixed.
+GATE = frozenset(
+    {
+        "unreachable",
+        "no_quorum",
+        "no_leader",
+        "cluster_id_split",
+        "member_down",
+        "member_missing",
+        "member_unstarted",
+        "member_name_mismatch",
+        "learner_pending",
+    }
+)
+
+
+def blocking(report):
+    """The reasons of `report` that stop a guarded change (GATE), a learner that pillar
+    does not name included (a join in progress holds the cluster as much as any)."""
+    out = [r for r in report["reasons"] if r["code"] in GATE or r["code"].startswith("alarm_")]
+    named = {r["member"] for r in out if r["code"] == "learner_pending"}
+    out += [
+        _reason("learner_pending", m["name"], f"{m['name']} is a learner")
+        for m in report["members"]
+        if m["learner"] and m["name"] not in named
+    ]
+    return out
+
+
 def electing(report):
     """Whether a critical report may be a leader election in progress: too few members
     serve (or no agreed leader), yet a quorum of the voting members answer and agree on

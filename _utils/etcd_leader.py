@@ -45,7 +45,7 @@ def hand_over(client, listing, leader_id, leader_url, wait=10.0):
     if best is None:
         return f"no caught-up voting member to hand leadership to (not answering: {', '.join(skipped) or 'none'})"
     try:
-        client.post("/v3/maintenance/transfer-leadership", {"targetID": str(best["id"])}, endpoint=leader_url)
+        client.transfer_leadership(best["id"], leader_url)
     except etcd_client.EtcdError as exc:
         return f"handing leadership to {best['name']} failed: {exc}"
     deadline = time.monotonic() + wait

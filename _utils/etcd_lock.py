@@ -1,6 +1,6 @@
 """One cluster-wide lock held in etcd itself, for everything that must happen one member
 at a time: guarded restarts (etcd_rolling), membership changes (etcd_membership), and
-operators' maintenance (etcd_cluster.lock / unlock: defragmentation, OS updates).
+operators' maintenance (etcd_lock.lock / unlock: defragmentation, OS updates).
 
 The lock is a key bound to a lease: if its holder dies, the lease expires and the key
 goes with it. Taking it is one transaction (create the key only if it does not exist).
@@ -15,27 +15,7 @@ import threading
 import time
 
 import etcd_client
-
-
-def prefix(cluster):
-    return f"/etcd-formula/{cluster}"
-
-
-def lock_key(cluster):
-    return f"{prefix(cluster)}/lock"
-
-
-def marker_key(cluster):
-    return f"{prefix(cluster)}/restart-failed"
-
-
-def snapshot_key(cluster, running, target):
-    """Where the verified snapshot taken before upgrading `running` -> `target` is recorded."""
-    return f"{prefix(cluster)}/upgrade-snapshot/{running}-to-{target}"
-
-
-def pending_key(cluster, member):
-    return f"{prefix(cluster)}/restart-pending/{member}"
+import etcd_keys
 
 
 def min_ttl(election_timeout_ms, wanted):
@@ -52,7 +32,7 @@ class Lock:
 
     def __init__(self, client, cluster, holder, ttl=60, wait=300.0, purpose="restart"):
         self.client = client
-        self.key = lock_key(cluster)
+        self.key = etcd_keys.lock(cluster)
         self.holder = holder
         self.ttl = int(ttl)
         self.wait = float(wait)
@@ -72,17 +52,8 @@ class Lock:
             {"holder": self.holder, "purpose": self.purpose, "since": time.time(), "host": socket.gethostname()}
         )
         while True:
-            lease = int(self.client.post("/v3/lease/grant", {"TTL": self.ttl})["ID"])
-            body = {
-                "compare": [
-                    {"key": etcd_client.b64(self.key), "target": "CREATE", "create_revision": "0", "result": "EQUAL"}
-                ],
-                "success": [
-                    {"request_put": {"key": etcd_client.b64(self.key), "value": etcd_client.b64(value), "lease": lease}}
-                ],
-                "failure": [],
-            }
-            if self.client.post("/v3/kv/txn", body).get("succeeded"):
+            lease = self.client.lease_grant(self.ttl)
+            if self.client.create(self.key, value, lease):
                 self.lease = lease
                 return self
             self._revoke(lease)
@@ -92,20 +63,19 @@ class Lock:
 
     def _revoke(self, lease):
         try:
-            self.client.post("/v3/lease/revoke", {"ID": lease})
+            self.client.lease_revoke(lease)
         except etcd_client.EtcdError:
             pass  # it expires on its own
 
     def keepalive(self, endpoints, interval=None):
         """Renew the lease in the background through `endpoints` (the other members)."""
         interval = interval or max(1.0, self.ttl / 3)
-        keeper = etcd_client.Client(endpoints, self.client.timeout)
-        keeper._tls = self.client._tls
+        keeper = self.client.with_endpoints(endpoints)
 
         def run():
             while not self._stop.wait(interval):
                 try:
-                    keeper.post("/v3/lease/keepalive", {"ID": self.lease})
+                    keeper.lease_keepalive(self.lease)
                 except etcd_client.EtcdError:
                     self.keepalive_errors += 1
 
@@ -137,20 +107,19 @@ class Pending:
 
     def __init__(self, client, cluster, member, why, ttl):
         self.client = client
-        self.key = pending_key(cluster, member)
+        self.key = etcd_keys.pending(cluster, member)
         self.why = why
         self.ttl = int(ttl)
         self.lease = None
 
     def __enter__(self):
-        self.lease = int(self.client.post("/v3/lease/grant", {"TTL": self.ttl})["ID"])
-        body = {"key": etcd_client.b64(self.key), "value": etcd_client.b64(self.why), "lease": self.lease}
-        self.client.post("/v3/kv/put", body)
+        self.lease = self.client.lease_grant(self.ttl)
+        self.client.put(self.key, self.why, lease=self.lease)
         return self
 
     def __exit__(self, *exc):
         try:
-            self.client.post("/v3/lease/revoke", {"ID": self.lease})
+            self.client.lease_revoke(self.lease)
         except etcd_client.EtcdError:
             pass  # it expires on its own
         return False
@@ -158,22 +127,22 @@ class Pending:
 
 def pending(client, cluster):
     """Members that announced a restart they still want (their keys live on a lease)."""
-    return sorted(client.get_prefix(f"{prefix(cluster)}/restart-pending/", keys_only=True))
+    return sorted(client.get_prefix(etcd_keys.pending_prefix(cluster), keys_only=True))
 
 
 def holder(client, cluster):
     """The lock's holder record plus its lease and seconds left, or None when free."""
-    kvs = client.post("/v3/kv/range", {"key": etcd_client.b64(lock_key(cluster))}).get("kvs", [])
-    if not kvs:
+    kv = client.get_kv(etcd_keys.lock(cluster))
+    if not kv:
         return None
     try:
-        info = json.loads(etcd_client.unb64(kvs[0].get("value")))
+        info = json.loads(etcd_client.unb64(kv.get("value")))
     except ValueError:
         info = {"holder": None}
-    info["lease"] = int(kvs[0].get("lease", 0))
+    info["lease"] = int(kv.get("lease", 0))
     if info["lease"]:
         try:
-            info["ttl_left"] = int(client.post("/v3/lease/timetolive", {"ID": info["lease"]}).get("TTL", -1))
+            info["ttl_left"] = client.lease_ttl(info["lease"])
         except etcd_client.EtcdError:
             info["ttl_left"] = None
     return info

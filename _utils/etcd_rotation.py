@@ -22,14 +22,6 @@ import json
 KIND_CA = {"server": "client_ca", "peer": "peer_ca", "admin": "client_ca"}
 
 
-def record_key(prefix, name):
-    return f"{prefix}/tls/{name}"
-
-
-def record_prefix(prefix):
-    return f"{prefix}/tls/"
-
-
 def parse_records(raw):
     """{name: record} from the raw values under `record_prefix` ({name: JSON text});
     a value that does not parse is no record."""

@@ -109,7 +109,7 @@ DEFAULTS = {
     # `whole_cluster` (with force) stops it without a removal, for tearing a cluster down;
     # `delete_data` deletes the data set aside instead of keeping it.
     "clean": {"force": False, "whole_cluster": False, "delete_data": False},
-    # Scheduled health checks (etcd_cluster.health through the minion's scheduler).
+    # Scheduled health checks (etcd_health.health through the minion's scheduler).
     "health": {
         "schedule": True,
         "enabled": True,

@@ -1,7 +1,7 @@
 """One health run against the etcdctl commands that gather the same facts.
 
 In one lab run (3 nodes, the formula applied: mutual TLS, as in the example site): inside
-etcd1, `etcd_cluster.health` timed in a running Python process (as the minion's scheduler
+etcd1, `etcd_health.health` timed in a running Python process (as the minion's scheduler
 runs it) against
 `etcdctl endpoint health --cluster`, `endpoint status --cluster -w json`, `alarm list`
 and `member list`. A fresh interpreter alone costs more than those commands, so the

@@ -1,6 +1,6 @@
 """Runs inside a lab node (with the repository's venv): the health function against etcdctl.
 
-`etcd_cluster.health` is loaded through Salt's loader from the minion's configuration and
+`etcd_health.health` is loaded through Salt's loader from the minion's configuration and
 synced modules, as the scheduler runs it, and timed inside this one process; the etcdctl
 commands that gather the same facts are timed as the subprocesses they are. Prints JSON.
 """
@@ -27,7 +27,7 @@ def main(rounds):
     opts["file_client"] = "local"  # no master round trip: the check reads the applied settings
     opts["pillar"] = {}
     mods = salt.loader.minion_mods(opts)
-    health = mods["etcd_cluster.health"]
+    health = mods["etcd_health.health"]
     verdict = health()["verdict"]  # warm: the loader has imported everything once
     fn_times, ctl_times = [], []
     for _ in range(rounds):

@@ -28,6 +28,6 @@ def apply_formula(state):
     first = members.split(",")[0]
     print(f"$ ./lab exec {first} etcdctl member list -w table", flush=True)
     subprocess.run(node.exec_argv(state, first, ["etcdctl", "member", "list", "-w", "table"]), check=False)
-    _salt(state, first, "etcd_cluster.healthy", "--out=yaml")
+    _salt(state, first, "etcd_health.healthy", "--out=yaml")
     print(f"\nExplore: ./lab exec {first} etcdctl member list -w table   |   ./lab down", flush=True)
     return rc

@@ -61,7 +61,7 @@ def overrides(state, log_level="info"):
         # TLS: members (and bundle minions) ask the CA minion to sign through the master,
         # after asking it to recompute its policies from the master's pillar; the CA minion
         # checks the client policy's `minions: L@...` with match.compound_matches.
-        "peer": {".*": ["x509.sign_remote_certificate", "etcd_tls.refresh_policies"]},
+        "peer": {".*": ["x509.sign_remote_certificate", "etcd_ca.refresh_policies"]},
         "peer_run": {"ca1": ["match.compound_matches"]},
         # The example reactor for the scheduled health check (docs/reactor.md).
         "reactor": [

@@ -75,12 +75,12 @@ etcd-config-unit-module-run:
 
 # The settings this apply rendered, for the scheduled health check: the minion daemon's
 # in-memory pillar stays as it was until a pillar refresh, and the check must judge the
-# cluster the node actually runs. Without the runtime keys of a move to TLS (where each
-# member serves meanwhile), which change from one apply to the next.
+# cluster the node actually runs. mapdata is the pure read of pillar: without what the
+# live cluster says during a move to TLS (etcd_cluster.live_settings).
 etcd-config-settings-file-serialize:
   file.serialize:
     - name: {{ etcd.paths.config_dir }}/formula-settings.json
-    - dataset: {{ salt['etcd_cluster.settings'](runtime=False) | json }}
+    - dataset: {{ etcd | json }}
     - serializer: json
     - user: root
     - group: {{ etcd.group }}

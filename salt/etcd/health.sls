@@ -4,8 +4,8 @@
 include:
   - {{ tplroot }}.service
 
-etcd-health-cluster-etcd_cluster-healthy:
-  etcd_cluster.healthy:
+etcd-health-cluster-etcd_health-healthy:
+  etcd_health.healthy:
     - name: etcd
     - require:
       - sls: {{ tplroot }}.service
@@ -18,7 +18,7 @@ etcd-health-cluster-etcd_cluster-healthy:
 etcd-health-schedule-etcd_health-scheduled:
   etcd_health.scheduled:
     - name: etcd-health
-    - function: etcd_cluster.health
+    - function: etcd_health.health
     - job_kwargs: {event: true}
     - seconds: {{ etcd.health.interval }}
     - splay: {{ etcd.health.splay }}

@@ -6,8 +6,8 @@ include:
   - {{ tplroot }}.validate
 
 # Before the first install only: is the data dir's disk fast enough for etcd?
-etcd-install-disk-etcd_cluster-disk_checked:
-  etcd_cluster.disk_checked:
+etcd-install-disk-etcd_install-disk_checked:
+  etcd_install.disk_checked:
     - name: {{ etcd.paths.data }}
     - require:
       - sls: {{ tplroot }}.validate
@@ -21,7 +21,7 @@ etcd-install-account-etcd_install-account:
     - home: {{ etcd.paths.data }}
     - shell: /usr/sbin/nologin
     - require:
-      - etcd_cluster: etcd-install-disk-etcd_cluster-disk_checked
+      - etcd_install: etcd-install-disk-etcd_install-disk_checked
 
 etcd-install-binaries-etcd_install-installed:
   etcd_install.installed:
@@ -32,6 +32,6 @@ etcd-install-binaries-etcd_install-installed:
     - bin_dir: {{ etcd.paths.bin }}
     - service: {{ etcd.service.name }}
     - require:
-      - etcd_cluster: etcd-install-disk-etcd_cluster-disk_checked
+      - etcd_install: etcd-install-disk-etcd_install-disk_checked
 {{ marker('etcd-install-marker-file-managed', etcd.paths.install,
           'etcd_install: etcd-install-binaries-etcd_install-installed') }}

@@ -22,8 +22,8 @@ etcd-leave-schedule-schedule-absent:
       - etcd_membership: etcd-leave-member-etcd_membership-left
 
 # The gate before the next change: the members that stay form a healthy cluster.
-etcd-leave-cluster-etcd_cluster-healthy:
-  etcd_cluster.healthy:
+etcd-leave-cluster-etcd_health-healthy:
+  etcd_health.healthy:
     - name: etcd
     - require:
       - etcd_membership: etcd-leave-member-etcd_membership-left

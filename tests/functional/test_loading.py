@@ -15,7 +15,15 @@ import sys
 import pytest
 
 # Modules whose code catches an error raised inside an execution function it calls.
-CATCHERS = [("states", "etcd_cluster"), ("states", "etcd_tls"), ("modules", "etcd_membership")]
+CATCHERS = [
+    ("states", "etcd_cluster"),
+    ("states", "etcd_tls"),
+    ("states", "etcd_health"),
+    ("modules", "etcd_membership"),
+]
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+MODULES = sorted(n[:-3] for n in os.listdir(os.path.join(REPO, "_modules")) if n.endswith(".py"))
+STATES = sorted(n[:-3] for n in os.listdir(os.path.join(REPO, "_states")) if n.endswith(".py"))
 
 
 def loaded(kind, name):
@@ -24,9 +32,9 @@ def loaded(kind, name):
 
 def load_all(loaders):
     # Touch every formula module, as a state run that renders and applies etcd does.
-    for name in ("etcd_cluster", "etcd_install", "etcd_tls", "etcd_rolling", "etcd_membership"):
+    for name in MODULES:
         getattr(loaders.modules, name)
-    for name in ("etcd_cluster", "etcd_install", "etcd_tls", "etcd_kubernetes", "etcd_health", "etcd_membership"):
+    for name in STATES:
         getattr(loaders.states, name)
     return loaders
 
@@ -75,7 +83,7 @@ def test_a_synced_util_reaches_modules_loaded_afterwards(all_loaded):
         # Every module loaded after the sync, and a health check run then (TLS: the
         # certificate days use etcd_tls), still share one copy of each util.
         load_all(all_loaded)
-        loaded("module", "etcd_cluster")._certificate_days(
+        loaded("module", "etcd_health")._certificate_days(
             {"tls": {"enabled": True, "mode": "files", "dir": "/nonexistent"}}
         )
         assert split_copies() == {}
@@ -143,13 +151,13 @@ opts.update(json.loads(sys.argv[1]))
 opts["grains"] = {"id": opts["id"], "os_family": "Debian"}
 utils = salt.loader.utils(opts)
 mods = salt.loader.minion_mods(opts, utils=utils)
-report = mods["etcd_cluster.health"]()
+report = mods["etcd_health.health"]()
 loaded = sorted(k for k in sys.modules if k.startswith("salt.loaded.ext.module."))
 print(json.dumps({"report": report, "loaded": loaded}))
 """
 
 
-def test_health_on_tls_in_a_fresh_minion_process_that_loaded_only_etcd_cluster(repo, tmp_path, etcd_tls_member):
+def test_health_on_tls_in_a_fresh_minion_process_that_loaded_only_the_checks_modules(repo, tmp_path, etcd_tls_member):
     # The minion's layout after saltutil.sync_all: extmods/modules and extmods/utils.
     ext = tmp_path / "extmods"
     for kind, folder in (("modules", "_modules"), ("utils", "_utils")):
@@ -167,7 +175,8 @@ def test_health_on_tls_in_a_fresh_minion_process_that_loaded_only_etcd_cluster(r
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert out["loaded"] == ["salt.loaded.ext.module.etcd_cluster"]  # nothing else loaded etcd_tls first
+    # The check's module and the settings it reads: nothing else loaded etcd_tls first.
+    assert out["loaded"] == ["salt.loaded.ext.module.etcd_cluster", "salt.loaded.ext.module.etcd_health"]
     report = out["report"]
     assert report["verdict"] == "ok", report["reasons"]
     assert [m["name"] for m in report["members"]] == [etcd_tls_member.name]

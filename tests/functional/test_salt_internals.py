@@ -1,9 +1,10 @@
 """Where the formula relies on Salt's internals to save time, a test that fails when Salt
-changes them (issue 17): the mine event `_to_mine` fires instead of `mine.send`, and the
+changes them (issue 17): the mine event `etcd_mine.send` fires instead of `mine.send`, and the
 view of a job `etcd_health.scheduled` compares instead of asking the minion daemon."""
 
 import importlib.util
 import inspect
+import sys
 
 import salt.modules.mine
 import salt.modules.schedule
@@ -11,7 +12,7 @@ import salt.modules.schedule
 from labkit.preflight import REPO
 
 JOB = {
-    "function": "etcd_cluster.health",
+    "function": "etcd_health.health",
     "job_kwargs": {"event": True},
     "seconds": 60,
     "splay": 5,
@@ -22,6 +23,7 @@ JOB = {
 
 
 def _state_module():
+    sys.path.insert(0, str(REPO / "_utils"))  # the state loads its utils by name, as on a minion
     spec = importlib.util.spec_from_file_location("etcd_health_state", REPO / "_states" / "etcd_health.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -29,15 +31,15 @@ def _state_module():
 
 
 def test_the_mine_event_is_the_one_mine_send_fires():
-    # etcd_cluster._to_mine fires {"cmd": "_mine", "data": ..., "id": ..., "clear": False}
+    # etcd_mine.send fires {"cmd": "_mine", "data": ..., "id": ..., "clear": False}
     # under the tag "_minion_mine", as mine.send does before its 0.5 s pause.
     assert 'fire_event(load, "_minion_mine")' in inspect.getsource(salt.modules.mine._mine_send)
     store = inspect.getsource(salt.modules.mine._mine_store)
     assert all(f in store for f in ('"cmd": "_mine"', '"data": mine_data', '"id": __opts__["id"]', '"clear": clear'))
     assert "_mine_store(mine_data)" in inspect.getsource(salt.modules.mine.send)  # clear=False
-    mine = (REPO / "_modules" / "etcd_cluster.py").read_text()
-    assert '{"cmd": "_mine", "data": {name: data}, "id": __opts__["id"], "clear": False}' in mine
-    assert '__salt__["event.fire"](load, "_minion_mine")' in mine
+    mine = (REPO / "_utils" / "etcd_mine.py").read_text()
+    assert '{"cmd": "_mine", "data": {name: data}, "id": opts["id"], "clear": False}' in mine
+    assert 'fire(load, "_minion_mine")' in mine
 
 
 def test_a_held_job_reads_as_schedule_list_shows_it(loaders):
@@ -48,5 +50,21 @@ def test_a_held_job_reads_as_schedule_list_shows_it(loaders):
         listed = loaders.modules.schedule.list(offline=True, return_yaml=False)["etcd-health"]
         assert _state_module()._listed(item) == listed, (item, listed)
         assert "_seconds" in salt.modules.schedule.SCHEDULE_CONF  # the key _listed drops, as list does
+    finally:
+        loaders.modules.schedule.delete("etcd-health", offline=True)
+
+
+def test_a_health_job_under_the_old_function_name_is_migrated_by_the_next_apply(loaders):
+    # Before the split by concern the job called etcd_cluster.health; health.sls now
+    # wants etcd_health.health, and the state replaces the old job (the alias would run
+    # it meanwhile).
+    loaders.modules.schedule.add("etcd-health", offline=True, **dict(JOB, function="etcd_cluster.health"))
+    try:
+        ret = loaders.states.etcd_health.scheduled("etcd-health", offline=True, persist=True, **JOB)
+        assert ret.result is True and ret.changes, ret
+        listed = loaders.modules.schedule.list(offline=True, return_yaml=False)["etcd-health"]
+        assert listed["function"] == "etcd_health.health"
+        again = loaders.states.etcd_health.scheduled("etcd-health", offline=True, persist=True, **JOB)
+        assert again.result is True and again.changes == {}, again
     finally:
         loaders.modules.schedule.delete("etcd-health", offline=True)

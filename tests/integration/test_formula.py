@@ -118,7 +118,7 @@ def test_apply_on_all_members_forms_a_healthy_cluster(lab):
     assert sorted(m["name"] for m in listing["members"]) == MEMBERS
     assert all(m["started"] and not m["is_learner"] for m in listing["members"])
     assert {m["client_urls"][0] for m in listing["members"]} == {f"http://{lab.ip(n)}:2379" for n in MEMBERS}
-    health = lab.salt("etcd2", "etcd_cluster.healthy")["etcd2"]
+    health = lab.salt("etcd2", "etcd_health.healthy")["etcd2"]
     assert health["healthy"] is True, health
     # A write through one member is read back through another.
     assert lab.exec("etcd1", *ETCDCTL, "put", "/formula/probe", "written-on-etcd1").returncode == 0
@@ -271,7 +271,7 @@ def test_34_cluster_from_the_salt_fileserver(lab, site):
         version = json.loads(lab.exec(name, "curl", "-s", "http://127.0.0.1:2379/version").stdout or "{}")
         assert version.get("etcdserver") == "3.4.23", version
         assert "ETCD_PRE_VOTE=true" in lab.exec(name, "cat", "/etc/etcd/etcd.env").stdout
-    assert lab.salt("etcd1", "etcd_cluster.healthy")["etcd1"]["healthy"] is True
+    assert lab.salt("etcd1", "etcd_health.healthy")["etcd1"]["healthy"] is True
     assert changed(ok(lab.apply(["etcd2"])["etcd2"])) == []
 
 
@@ -321,7 +321,7 @@ def test_masterless_single_node(lab, repo):
     assert [k for k, r in again.items() if r["changes"]] == []
     # No minion daemon to ask: the health schedule went to the configuration, once.
     schedule = lab.exec("etcd4", "cat", f"{conf}/minion.d/_schedule.conf").stdout
-    assert "etcd-health" in schedule and "etcd_cluster.health" in schedule, schedule
-    health = salt_call(f"salt-call -c {conf} --local etcd_cluster.health")
+    assert "etcd-health" in schedule and "etcd_health.health" in schedule, schedule
+    health = salt_call(f"salt-call -c {conf} --local etcd_health.health")
     report = json.loads(lab.exec("etcd4", *health, timeout=60).stdout)["local"]
     assert report["verdict"] == "ok" and [m["name"] for m in report["members"]] == ["etcd4"], report

@@ -117,7 +117,7 @@ def test_second_apply_keeps_the_schedule_unchanged(cluster):
         assert changed(ok(ret[name])) == [], ret[name]
     listed = cluster.salt("etcd1", "schedule.list", "return_yaml=False")["etcd1"]
     assert listed["etcd-health"]["seconds"] == INTERVAL
-    assert listed["etcd-health"]["function"] == "etcd_cluster.health"
+    assert listed["etcd-health"]["function"] == "etcd_health.health"
 
 
 def test_a_changed_interval_reaches_the_live_schedule(cluster):

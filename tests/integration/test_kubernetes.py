@@ -151,7 +151,7 @@ def test_bad_kubernetes_pillar_writes_nothing(k8s):
 
 def test_kv_backend_address_connects_with_the_bundle(k8s):
     ok(k8s.apply(WRITER, sls="etcd.kubernetes")[WRITER])  # the client bundle, also when run alone
-    address = k8s.salt("etcd2", "etcd_cluster.kv_backend_address")["etcd2"]
+    address = k8s.salt("etcd2", "etcd_kubernetes.kv_backend_address")["etcd2"]
     assert address == ",".join(f"https://{k8s.ip(n)}:2379" for n in MEMBERS)
     assert k8s.exec("etcd1", "etcdctl", "put", "/k8s/probe", "from-the-operator").returncode == 0
     # A client given exactly the address string and the bundle, as the storage operator is.
@@ -179,7 +179,7 @@ def test_kv_backend_address_connects_with_the_bundle(k8s):
 
 
 def test_disk_check_reports_plausible_figures(k8s):
-    m = k8s.salt("etcd1", "etcd_cluster.check_disk", "seconds=2")["etcd1"]
+    m = k8s.salt("etcd1", "etcd_health.check_disk", "seconds=2")["etcd1"]
     assert m["samples"] > 0 and m["bytes"] == m["samples"] * 2300
     assert 0 <= m["p50_ms"] <= m["p99_ms"] <= m["max_ms"]
     assert m["iops"] > 0 and m["seconds"] <= 3
@@ -205,7 +205,7 @@ def test_enforced_preflight_with_an_impossible_threshold_refuses_the_install(k8s
     fstype = k8s.exec(WRITER, "findmnt", "-n", "-o", "FSTYPE", "-T", "/var/lib").stdout.strip()
     before = k8s.digest(WRITER)
     states = by_id(k8s.apply(WRITER)[WRITER])
-    disk = states["etcd-install-disk-etcd_cluster-disk_checked"]
+    disk = states["etcd-install-disk-etcd_install-disk_checked"]
     assert disk["result"] is False
     assert "refusing to install: disk too slow for etcd" in disk["comment"] and "etcd:preflight" in disk["comment"]
     assert states["etcd-install-binaries-etcd_install-installed"]["result"] is False
@@ -213,11 +213,11 @@ def test_enforced_preflight_with_an_impossible_threshold_refuses_the_install(k8s
     site["etcd"]["preflight"]["mode"] = "warn"
     set_site(k8s, site)
     states = by_id(k8s.apply(WRITER, "test=True")[WRITER])
-    assert states["etcd-install-disk-etcd_cluster-disk_checked"]["result"] is None
+    assert states["etcd-install-disk-etcd_install-disk_checked"]["result"] is None
     # warn: the same figures are a warning, and the install goes ahead.
     try:
         states = by_id(k8s.apply(WRITER, sls="etcd.install")[WRITER])
-        disk = states["etcd-install-disk-etcd_cluster-disk_checked"]
+        disk = states["etcd-install-disk-etcd_install-disk_checked"]
         assert disk["result"] is True and disk["comment"].startswith("disk too slow for etcd: fdatasync p50"), disk
         assert f"on /var/lib ({fstype})" in disk["comment"], disk["comment"]
         assert disk["warnings"] == [disk["comment"]]

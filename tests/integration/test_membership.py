@@ -208,7 +208,7 @@ def test_an_add_cut_by_a_partition_is_completed_by_the_next_apply(cluster):
         assert first["result"] is False and "the next apply completes the join" in first["comment"], first
         half = member_list(cluster)
         assert "etcd4" in half and half["etcd4"][1], f"etcd4 should be a learner: {half}"
-        found = cluster.salt("etcd1", "etcd_cluster.check_membership")["etcd1"]
+        found = cluster.salt("etcd1", "etcd_health.check_membership")["etcd1"]
         codes = {f["code"] for f in found["findings"] if f["member"] == "etcd4"}
         assert codes & {"learner_pending", "member_unstarted"}, found
     finally:
@@ -229,14 +229,14 @@ def test_an_add_cut_by_a_partition_is_completed_by_the_next_apply(cluster):
 
 
 def test_concurrent_lock_users_wait_for_each_other(cluster):
-    got = cluster.salt("etcd1", "etcd_cluster.lock", "purpose=defrag", "ttl=60")["etcd1"]
+    got = cluster.salt("etcd1", "etcd_lock.lock", "purpose=defrag", "ttl=60")["etcd1"]
     assert got["locked"], got
     try:
-        holder = cluster.salt("etcd2", "etcd_cluster.lock_holder")["etcd2"]
+        holder = cluster.salt("etcd2", "etcd_lock.holder")["etcd2"]
         assert holder["holder"] == "etcd1" and holder["purpose"] == "defrag" and 0 < holder["ttl_left"] <= 60
-        other = cluster.salt("etcd2", "etcd_cluster.lock", "wait=2")["etcd2"]
+        other = cluster.salt("etcd2", "etcd_lock.lock", "wait=2")["etcd2"]
         assert not other["locked"] and "held by" in other["comment"], other
-        assert not cluster.salt("etcd2", "etcd_cluster.unlock")["etcd2"]["unlocked"]
+        assert not cluster.salt("etcd2", "etcd_lock.unlock")["etcd2"]["unlocked"]
     finally:
-        assert cluster.salt("etcd1", "etcd_cluster.unlock")["etcd1"]["unlocked"]
-    assert cluster.salt("etcd2", "etcd_cluster.lock_holder")["etcd2"] is None
+        assert cluster.salt("etcd1", "etcd_lock.unlock")["etcd1"]["unlocked"]
+    assert cluster.salt("etcd2", "etcd_lock.holder")["etcd2"] is None

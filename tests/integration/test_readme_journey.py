@@ -135,10 +135,10 @@ def test_the_readme_walkthrough_as_written(user):  # noqa: PLR0915 (one story, s
     assert sorted(r.split("|")[3].strip() for r in rows) == MEMBERS
     assert all("https://" in r and "http://" not in r for r in rows), out
 
-    out = user.run("./lab salt etcd1 etcd_cluster.healthy --out=yaml")
+    out = user.run("./lab salt etcd1 etcd_health.healthy --out=yaml")
     assert "healthy: true" in out and "problems: []" in out, out
 
-    reports = user.salt("./lab salt 'etcd*' etcd_cluster.health")
+    reports = user.salt("./lab salt 'etcd*' etcd_health.health")
     assert sorted(reports) == MEMBERS
     for name, report in reports.items():
         assert report["verdict"] == "ok", (name, report["reasons"])
@@ -178,10 +178,10 @@ def test_the_readme_walkthrough_as_written(user):  # noqa: PLR0915 (one story, s
     assert {"code": "member_down", "member": "etcd3"}.items() <= alert["reasons"][0].items()
 
     user.run("./lab boot etcd3")
-    user.done.append("./lab salt etcd1 etcd_cluster.healthy --out=yaml")  # retried until true
+    user.done.append("./lab salt etcd1 etcd_health.healthy --out=yaml")  # retried until true
     until(
         "the cluster healthy again",
-        lambda: "healthy: true" in user.probe("./lab salt etcd1 etcd_cluster.healthy --out=yaml", check=False),
+        lambda: "healthy: true" in user.probe("./lab salt etcd1 etcd_health.healthy --out=yaml", check=False),
         timeout=90,
         interval=2,
     )

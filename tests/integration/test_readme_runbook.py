@@ -207,7 +207,7 @@ def issuer(lab, name, path):
 
 
 def test_ca_rotation_as_written_keeps_every_consumer_reading(runbook):
-    rotation = next(b for b in blocks("TLS") if "etcd_tls.rotate_ca" in b[0])
+    rotation = next(b for b in blocks("TLS") if "etcd_ca.rotate_ca" in b[0])
     assert len(rotation) == 4 and "bundles: {app1: /etc/etcd-client}" in rotation[1], rotation
     # The README's consumers in the lab: k8s-master1 -> etcd5 (the Kubernetes minion),
     # app1 -> etcd4 (any other consumer, its bundle in /etc/etcd-client).

@@ -94,7 +94,7 @@ def as_the_previous_release_left_it(lab, name):
     lab.exec(name, "python3", "-c", record, UNIT, STARTED, check=True)
     lab.exec(name, "systemctl", "daemon-reload", check=True)
     lab.exec(name, "systemctl", "restart", "etcd", check=True, timeout=60)
-    lab.wait(lambda: lab.salt(name, "etcd_cluster.healthy")[name].get("healthy"), 60, 0.5, f"{name} healthy")
+    lab.wait(lambda: lab.salt(name, "etcd_health.healthy")[name].get("healthy"), 60, 0.5, f"{name} healthy")
 
 
 def test_the_sandbox_reaches_running_members_in_one_guarded_roll(cluster):
@@ -185,7 +185,7 @@ def test_flag_change_rolls_one_member_at_a_time(cluster):
     assert traffic.worst_sample() <= 1, "two members were down at the same moment"
     assert_no_loss(cluster, traffic)
     print(f"\nflag roll: longest write gap {traffic.longest_gap():.2f} s over {len(traffic.acked)} writes")
-    assert cluster.salt("etcd1", "etcd_cluster.healthy")["etcd1"]["healthy"] is True
+    assert cluster.salt("etcd1", "etcd_health.healthy")["etcd1"]["healthy"] is True
 
 
 def test_unhealthy_cluster_restarts_nothing(cluster):
@@ -201,7 +201,7 @@ def test_unhealthy_cluster_restarts_nothing(cluster):
         assert after["etcd1"] == before["etcd1"] and after["etcd2"] == before["etcd2"]
     finally:
         cluster.boot("etcd3")
-    cluster.wait(lambda: cluster.salt("etcd1", "etcd_cluster.healthy")["etcd1"].get("healthy"), 60, 1, "healthy")
+    cluster.wait(lambda: cluster.salt("etcd1", "etcd_health.healthy")["etcd1"].get("healthy"), 60, 1, "healthy")
     for states in cluster.apply(MEMBERS).values():
         ok(states)
 
@@ -295,7 +295,7 @@ def test_a_dead_lock_holder_lets_the_next_apply_finish_the_roll(cluster):
     cluster.wait(lambda: not c.get(key) or json.loads(c.get(key))["holder"] != holder, 60, 0.5, "the lock to expire")
     cluster.boot(holder)
     cluster.wait(
-        lambda: cluster.salt(survivors[0], "etcd_cluster.healthy")[survivors[0]].get("healthy"), 90, 1, "health"
+        lambda: cluster.salt(survivors[0], "etcd_health.healthy")[survivors[0]].get("healthy"), 90, 1, "health"
     )
     for states in cluster.apply(MEMBERS).values():
         ok(states)

@@ -91,7 +91,7 @@ def test_turning_tls_on_for_a_running_plain_cluster_loses_no_write(lab, tmp_path
     ret = apply(lab, MEMBERS)
     for name in MEMBERS:
         assert changed(ok(ret[name])) == [], ret[name]
-    assert salt(lab, "etcd1", "etcd_cluster.healthy")["etcd1"]["healthy"] is True
+    assert salt(lab, "etcd1", "etcd_health.healthy")["etcd1"]["healthy"] is True
     # Back to plain HTTP is refused before anything changes.
     lab.set_site(tls_site(lab, "tlsplain", enabled=False))
     before = lab.digest("etcd1")
@@ -142,7 +142,7 @@ def test_tls_cluster_forms_with_https_everywhere(tls):
     assert tls.exec("etcd3", "etcdctl", "get", "--print-value-only", "/tls/probe").stdout.strip() == "over-mtls"
     other = f"--endpoints=https://{tls.ip('etcd2')}:2379"  # a flag instead of the wrapper's default
     assert tls.exec("etcd1", "etcdctl", other, "endpoint", "health").returncode == 0
-    assert salt(tls, "etcd3", "etcd_cluster.healthy")["etcd3"]["healthy"] is True
+    assert salt(tls, "etcd3", "etcd_health.healthy")["etcd3"]["healthy"] is True
 
 
 def test_server_certificate_names_and_usages(tls):
@@ -282,7 +282,7 @@ def test_short_lived_certificates_renew_in_place_then_nothing_to_do(tls, event_l
         assert after == [status[f"{PKI}/server.crt"]["serial"], status[f"{PKI}/peer.crt"]["serial"]]
         assert after[0] != before[name][0] and after[1] != before[name][1]
         assert tls.exec(name, "systemctl", "show", "-p", "MainPID", "--value", "etcd").stdout.strip() == pids[name]
-    assert salt(tls, "etcd1", "etcd_cluster.healthy")["etcd1"]["healthy"] is True
+    assert salt(tls, "etcd1", "etcd_health.healthy")["etcd1"]["healthy"] is True
     site["etcd"]["tls"]["renew_days"] = 30
     tls.set_site(site)
     since = time.time()
@@ -349,10 +349,10 @@ def _client_accepted(tls, ca, cert, key):
 def test_ca_rotation_loses_no_write_and_keeps_old_clients_until_retired(tls, tmp_path):
     old = _host_bundle(tls, tmp_path, "old")  # issued before the rotation (previous test)
     tls.exec("etcd1", "bash", "-c", f"mkdir -p /root/old-peer && cp {PKI}/peer.crt {PKI}/peer.key /root/old-peer/")
-    rotated = salt(tls, CA, "etcd_tls.rotate_ca")[CA]
+    rotated = salt(tls, CA, "etcd_ca.rotate_ca")[CA]["changes"]
     assert sorted(rotated) == ["client_ca", "peer_ca"], rotated
     assert all(r["new"] != r["previous"] for r in rotated.values())
-    again = salt(tls, CA, "etcd_tls.rotate_ca")[CA]  # one rotation at a time
+    again = salt(tls, CA, "etcd_ca.rotate_ca")[CA]  # one rotation at a time
     assert "retire_ca first" in str(again), again
     # A consumer that already trusts both CAs, with its old certificate.
     both = tmp_path / "both-ca.crt"
@@ -385,7 +385,7 @@ def test_ca_rotation_loses_no_write_and_keeps_old_clients_until_retired(tls, tmp
         assert _client_accepted(tls, str(both), old[1], old[2])  # the old CA is still trusted
     acked, gap = assert_no_loss(tls, traffic), traffic.longest_gap()
     new = _host_bundle(tls, tmp_path, "new")
-    ok_retire = salt(tls, CA, "etcd_tls.retire_ca")[CA]
+    ok_retire = salt(tls, CA, "etcd_ca.retire_ca")[CA]["changes"]
     assert sorted(ok_retire) == ["client_ca", "peer_ca"], ok_retire
     with Traffic(urls(tls, MEMBERS, "https"), "rotate-3", tls=new) as traffic:
         # Pass 3: the old CA dropped; one guarded restart each.
@@ -406,7 +406,7 @@ def test_ca_rotation_loses_no_write_and_keeps_old_clients_until_retired(tls, tmp
     ret = apply(tls, MEMBERS)
     for name in MEMBERS:
         assert changed(ok(ret[name])) == [], ret[name]
-    assert salt(tls, "etcd1", "etcd_cluster.healthy")["etcd1"]["healthy"] is True
+    assert salt(tls, "etcd1", "etcd_health.healthy")["etcd1"]["healthy"] is True
     print(f"CA rotation: {acked} acknowledged writes, none lost, longest gap {gap:.2f} s")
 
 
@@ -460,7 +460,7 @@ def test_bring_your_own_ca(tls):
     for name in MEMBERS:
         assert tls.exec(name, "bash", "-c", f"ls {PKI}/*ca.key").returncode != 0  # no CA key on a member
     assert tls.exec("etcd3", "etcdctl", "put", "/tls/byo", "yes").returncode == 0
-    assert salt(tls, "etcd1", "etcd_cluster.healthy")["etcd1"]["healthy"] is True
+    assert salt(tls, "etcd1", "etcd_health.healthy")["etcd1"]["healthy"] is True
 
 
 def test_bring_your_own_ca_rotates_to_the_operators_next_ca(tls):
@@ -469,9 +469,11 @@ def test_bring_your_own_ca_rotates_to_the_operators_next_ca(tls):
     crt, key = self_signed(subject, 365, ca=True)
     script = f"umask 077; cat > /root/next-ca.key <<'PEM'\n{key}PEM\ncat > /root/next-ca.crt <<'PEM'\n{crt}PEM"
     tls.exec(CA, "bash", "-c", script, check=True)
-    refused = salt(tls, CA, "etcd_tls.rotate_ca")[CA]
+    refused = salt(tls, CA, "etcd_ca.rotate_ca")[CA]
     assert "cert=<path> key=<path>" in str(refused), refused
-    rotated = salt(tls, CA, "etcd_tls.rotate_ca", "client_ca", "cert=/root/next-ca.crt", "key=/root/next-ca.key")[CA]
+    rotated = salt(tls, CA, "etcd_ca.rotate_ca", "client_ca", "cert=/root/next-ca.crt", "key=/root/next-ca.key")[CA][
+        "changes"
+    ]
     assert sorted(rotated) == ["client_ca"], rotated
     assert tls.exec(CA, "stat", "-c", "%a", "/etc/pki/byo-ca/client-ca.key").stdout.strip() == "600"
     tls.exec(CA, "rm", "-f", "/root/next-ca.key", "/root/next-ca.crt")
@@ -482,12 +484,12 @@ def test_bring_your_own_ca_rotates_to_the_operators_next_ca(tls):
     status = salt(tls, "etcd2", "etcd_tls.status")["etcd2"]
     assert "next" in status[f"{PKI}/server.crt"]["issuer"] and "next" in status[f"{PKI}/admin.crt"]["issuer"], status
     assert "Example Corp etcd peer-ca" in status[f"{PKI}/peer.crt"]["issuer"]  # the peer CA did not change
-    assert sorted(salt(tls, CA, "etcd_tls.retire_ca")[CA]) == ["client_ca"]
+    assert sorted(salt(tls, CA, "etcd_ca.retire_ca")[CA]["changes"]) == ["client_ca"]
     ret = apply(tls, MEMBERS)
     for name in MEMBERS:
         ok(ret[name])
         assert tls.exec(name, "grep", "-c", "BEGIN CERT", f"{PKI}/client-ca.crt").stdout.strip() == "1"
-    assert salt(tls, "etcd1", "etcd_cluster.healthy")["etcd1"]["healthy"] is True
+    assert salt(tls, "etcd1", "etcd_health.healthy")["etcd1"]["healthy"] is True
     assert tls.exec(CA, "test", "-e", "/etc/pki/byo-ca/client-ca.previous.key").returncode != 0
 
 

@@ -1,4 +1,4 @@
-{#- The member passes of a CA rotation, after `salt <ca minion> etcd_tls.rotate_ca`:
+{#- The member passes of a CA rotation, after `salt <ca minion> etcd_ca.rotate_ca`:
       salt-run state.orch etcd.orch.rotate_ca pillar='{etcd_orch: {members: [etcd1, etcd2, etcd3],  # noqa: 206 (YAML flow mapping)
         bundle_minions: [k8s-master1], bundles: {app1: /etc/etcd-client}}}'  # noqa: 206 (YAML flow mapping, not Jinja)
     1. trust: each member writes the new CA next to the old and restarts through the
@@ -9,7 +9,7 @@
        any other consumer, minion -> its bundle directory (etcd_tls.client_bundle);
     3. certificates: each member takes new server, peer and admin certificates from the
        new CA (no restart: etcd reads them per TLS handshake).
-    Then, once the consumers run with their new bundle: `salt <ca minion> etcd_tls.retire_ca`
+    Then, once the consumers run with their new bundle: `salt <ca minion> etcd_ca.retire_ca`
     and `etcd.orch.rolling` drop the old CA (a guarded restart each). README: TLS, CA rotation. #}
 {%- from tpldir ~ "/walk.jinja" import walk with context %}
 {%- from tpldir ~ "/args.jinja" import bad_args, refuse with context %}

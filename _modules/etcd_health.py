@@ -1,0 +1,221 @@
+"""The health of the cluster as this member sees it: the gate of every guarded change
+(``healthy``) and the report the scheduler sends to the master (``health``). Both are the
+one verdict of ``_utils/etcd_health.py``: ``healthy`` is that report without the reasons
+that do not block a change (a slow disk, a quota warning, a certificate to renew).
+"""
+
+import json
+import os
+import time
+
+import etcd_fresh
+
+# One shared copy of each synced _utils module, all replaced after a sync (etcd_fresh).
+(etcd_client, etcd_disk, etcd_health, etcd_mine, etcd_settings, etcd_tls, etcd_topology) = etcd_fresh.load(
+    "etcd_client", "etcd_disk", "etcd_health", "etcd_mine", "etcd_settings", "etcd_tls", "etcd_topology"
+)
+
+__virtualname__ = "etcd_health"
+
+HEALTH_JOB = "etcd-health"  # the scheduler job salt/etcd/health.sls installs
+
+
+def __virtual__():
+    return __virtualname__
+
+
+def _settings():
+    return __salt__["etcd_cluster.live_settings"]()
+
+
+def _applied():
+    """The settings of the last apply (the scheduled check judges the cluster by what the
+    node runs), or this minion's before the first."""
+    return __salt__["etcd_cluster.applied_settings"]() or __salt__["etcd_cluster.settings"]()
+
+
+def healthy():
+    """
+    Whether a guarded change (restart, join, removal) may go ahead: the health report's
+    reasons that block one (``etcd_health.GATE``: no quorum, no agreed leader, two
+    cluster IDs, an alarm, a pillar member missing, unstarted, down or a learner, a
+    learner anywhere), as ``problems``; ``reasons`` has them with their codes.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt etcd1 etcd_health.healthy
+    """
+    s = _settings()
+    me = __opts__["id"]
+    client = etcd_topology.client(s, me)
+    report = etcd_health.assess(etcd_health.gather(client, s, me), s)
+    blocking = etcd_health.blocking(report)
+    return {
+        "healthy": not blocking,
+        "problems": [r["text"] for r in blocking],
+        "reasons": blocking,
+        "cluster_id": report.get("cluster_id"),
+        "members": sorted(m["name"] for m in report["members"]),
+    }
+
+
+def check_membership():
+    """
+    The live member list against pillar: findings (missing, extra, never started,
+    learner, wrong peer or client URLs, name mismatch) and a verdict.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt etcd1 etcd_health.check_membership
+    """
+    s = _settings()
+    listing = etcd_topology.client(s, __opts__["id"]).member_list(None)
+    findings = etcd_health.membership_findings(s, listing)
+    return {
+        "verdict": "ok" if not findings else "mismatch",
+        "cluster_id": etcd_client.member_hex(listing["cluster_id"]),
+        "findings": findings,
+    }
+
+
+def _health_file(s):
+    return os.path.join(s["paths"]["state"], "health.json")
+
+
+def health(event=False):
+    """
+    One health report for the local member and the cluster: every member's health,
+    the leader, raft term/index and lag, DB size against the quota, alarms, versions,
+    membership findings against pillar and the local WAL fsync latency, with a verdict
+    (ok / degraded / critical) and reasons. Bounded by ``etcd:health:timeout`` per
+    request, all requests in parallel; it reports its own duration.
+
+    event
+        Also send the report to the master as ``etcd/<cluster>/health/<verdict>``,
+        keep it as this minion's latest (``etcd_health.last_health``) and publish
+        that to the mine for ``salt-run etcd.report``. The scheduled job does this.
+        A check that fails with an exception then still reports: verdict ``error``,
+        the exception in ``error`` (the scheduler keeps no return of its own).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt 'etcd*' etcd_health.health
+        salt 'etcd*' etcd_health.health event=True
+    """
+    if not event:
+        return _health(_applied())
+    s = None
+    try:
+        s = _applied()
+        report = _health(s)
+    except Exception as exc:  # the job's only witness: a failure must reach the master
+        report = etcd_health.error_report(exc, s or {}, __opts__["id"])
+    _publish(s, report)
+    return report
+
+
+def _health(s):
+    me = __opts__["id"]
+    client = etcd_topology.client(s, me, timeout=s["health"]["timeout"])
+    certs = _certificate_days(s)
+    report = etcd_health.assess(etcd_health.gather(client, s, me), s, certs)
+    if etcd_health.electing(report):
+        # Do not page for an election: look again, once a second, for up to two election
+        # timeouts (etcd randomises each follower's timeout within that), then judge.
+        first, started = report["verdict"], time.monotonic()
+        deadline = started + 2 * s["tuning"]["election_timeout"] / 1000 + 1
+        while etcd_health.electing(report) and time.monotonic() < deadline:
+            time.sleep(1)
+            report = etcd_health.assess(etcd_health.gather(client, s, me), s, certs)
+        report["rechecked"] = {"first_verdict": first, "after_s": round(time.monotonic() - started, 1)}
+    report["minion"] = me
+    return report
+
+
+def _certificate_days(s):
+    if not etcd_settings.tls_on(s) or s["tls"]["mode"] not in etcd_settings.TLS_MODES:
+        return {}
+    out = {}
+    for what in etcd_tls.CERTS:
+        cert = etcd_tls.load_cert(etcd_settings.tls_path(s, what))
+        out[etcd_settings.tls_path(s, what)] = {"days_left": etcd_tls.facts(cert)["days_left"] if cert else -1}
+    return out
+
+
+def _publish(s, report):
+    path = _health_file(s or etcd_settings.DEFAULTS)
+    os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(report, fh)
+    os.replace(tmp, path)
+    __salt__["event.send"](f"etcd/{report['cluster']}/health/{report['verdict']}", report)
+    etcd_mine.send(__opts__, __salt__["event.fire"], "etcd_health", report)
+
+
+def last_health():
+    """
+    The latest report the scheduled health check made on this minion (None before the first).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt 'etcd*' etcd_health.last_health
+    """
+    return _last_report(_applied())
+
+
+def _last_report(s):
+    try:
+        with open(_health_file(s), encoding="utf-8") as fh:
+            return json.load(fh)
+    except (OSError, ValueError):
+        return None
+
+
+def job():
+    """
+    The scheduled health check on this minion, as ``salt-run etcd.report`` explains an
+    empty mine: whether the ``etcd-health`` job is installed and enabled, its interval,
+    and the time, verdict and error of the latest check.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt 'etcd*' etcd_health.job
+    """
+    job = (__salt__["schedule.list"](return_yaml=False) or {}).get(HEALTH_JOB)
+    s = _applied()
+    last = _last_report(s) or {}
+    return {
+        "cluster": s["cluster"]["name"],
+        "scheduled": isinstance(job, dict),
+        "enabled": bool(job.get("enabled", True)) if isinstance(job, dict) else None,
+        "seconds": job.get("seconds") if isinstance(job, dict) else None,
+        "last": {k: last.get(k) for k in ("time", "verdict", "error")} if last else None,
+    }
+
+
+def check_disk(path=None, seconds=10):
+    """
+    fdatasync latency where ``path`` (default: the data dir, or its nearest existing
+    parent) lives, as etcd's hardware guide measures it: sequential 2300-byte writes with
+    an fdatasync after each, up to 22 MiB or ``seconds``. Reports p50/p99/max in ms, IOPS,
+    samples and whether the full 22 MiB was written; leaves no file behind.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt 'etcd*' etcd_health.check_disk
+        salt etcd1 etcd_health.check_disk /var/lib/etcd seconds=30
+    """
+    return etcd_disk.measure(path or __salt__["etcd_cluster.settings"]()["paths"]["data"], float(seconds))

@@ -1,0 +1,42 @@
+"""The formula's own keys in etcd, all under ``/etcd-formula/<cluster>/``: the one place
+that names them (the cluster name is checked by etcd_names.NAME before it gets here).
+
+- ``lock``: the cluster lock (etcd_lock), on the holder's lease
+- ``restart-pending/<member>``: a member waiting for the lock to restart, on its lease
+- ``restart-failed``: a guarded restart that did not come back; blocks the next ones
+- ``upgrade-snapshot/<from>-to-<to>``: the verified snapshot before an upgrade
+- ``tls/<member>``: each member's TLS record (what its running etcd trusts and holds)
+"""
+
+
+def prefix(cluster):
+    return f"/etcd-formula/{cluster}"
+
+
+def lock(cluster):
+    return f"{prefix(cluster)}/lock"
+
+
+def pending_prefix(cluster):
+    return f"{prefix(cluster)}/restart-pending/"
+
+
+def pending(cluster, member):
+    return pending_prefix(cluster) + member
+
+
+def restart_failed(cluster):
+    return f"{prefix(cluster)}/restart-failed"
+
+
+def upgrade_snapshot(cluster, running, target):
+    """Where the verified snapshot taken before upgrading `running` -> `target` is recorded."""
+    return f"{prefix(cluster)}/upgrade-snapshot/{running}-to-{target}"
+
+
+def tls_records(cluster):
+    return f"{prefix(cluster)}/tls/"
+
+
+def tls_record(cluster, member):
+    return tls_records(cluster) + member
