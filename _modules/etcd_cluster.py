@@ -1,7 +1,9 @@
-"""Execution functions for an etcd cluster managed by etcd-formula.
+"""The cluster as this minion configures it: its settings (a pure read of pillar, and the
+live view during a move to TLS), the flags and unit it renders, the live member list,
+and the cluster IDs recorded for its site (grain and mine).
 
-Thin wrappers: the settings model lives in ``_utils/etcd_settings.py``, the v3 JSON
-gateway client in ``_utils/etcd_client.py``.
+Health is ``etcd_health``, the lock ``etcd_lock``, how a stopped member starts
+``etcd_bootstrap``, the Kubernetes side ``etcd_kubernetes``: see docs/architecture.md.
 """
 
 import concurrent.futures
@@ -48,7 +50,6 @@ log = logging.getLogger(__name__)
 
 GRAIN = "etcd_cluster_ids"
 SETTINGS_FILE = "formula-settings.json"  # written by salt/etcd/config.sls
-HEALTH_JOB = "etcd-health"  # the scheduler job salt/etcd/health.sls installs
 
 
 def __virtual__():

@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 __virtualname__ = "etcd"
 ALERT_BANK = "etcd/alerts"
 # Repeated from the minion side on purpose: runners run on the master, which has no
-# minion _utils to import (etcd_health.ERROR, etcd_cluster.HEALTH_JOB).
+# minion _utils to import (etcd_health.ERROR, etcd_health.HEALTH_JOB).
 ERROR = "error"  # a member's check failed (etcd_health.error_report)
 HEALTH_JOB = "etcd-health"
 # Event and mine data come from minions: a cluster name or minion id is used (cache key,

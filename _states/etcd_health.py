@@ -1,5 +1,7 @@
 """
-The scheduled health check's job in the minion's schedule.
+The health states: ``healthy`` (the gate before the next change, waiting bounded for
+``etcd_health.healthy``) and ``scheduled`` (the health check's job in the minion's
+schedule).
 
 ``etcd_health.scheduled`` is Salt's ``schedule.present`` (same arguments, same changes)
 that first compares with the schedule the job process already holds, and asks the minion

@@ -3,7 +3,7 @@
 import etcd_fresh
 
 # One shared copy of each synced _utils module, all replaced after a sync (etcd_fresh).
-(etcd_health, etcd_node, etcd_releases) = etcd_fresh.load("etcd_health", "etcd_node", "etcd_releases")
+(etcd_node, etcd_releases) = etcd_fresh.load("etcd_node", "etcd_releases")
 
 from salt.exceptions import CommandExecutionError  # noqa: E402
 

@@ -13,6 +13,7 @@ import re
 import time
 
 import etcd_client
+import etcd_membership
 import etcd_topology
 
 VERDICTS = ("ok", "degraded", "critical")
@@ -266,7 +267,7 @@ def assess(facts, settings, certificates=None):  # noqa: PLR0912, PLR0915 (the v
                 r["lag"] = max(0, leader["raft_index"] - r["raft_index"])
                 if r["lag"] > h["max_lag"]:
                     reasons.append(_reason("raft_lag", r["name"], f"{r['name']} is {r['lag']} entries behind"))
-    quorum = voters // 2 + 1
+    quorum = etcd_membership.quorum(voters)
     if serving_voters < quorum:
         reasons.append(
             _reason(
