@@ -9,7 +9,6 @@ Health is ``etcd_health``, the lock ``etcd_lock``, how a stopped member starts
 import concurrent.futures
 import copy
 import json
-import logging
 import os
 
 import etcd_fresh
@@ -23,30 +22,29 @@ import etcd_fresh
     etcd_client,
     etcd_envfile,
     etcd_flags,
-    etcd_keys,
     etcd_migration,
     etcd_mine,
     etcd_node,
-    etcd_rotation,
+    etcd_renamed,
     etcd_settings,
     etcd_topology,
     etcd_validate,
+    etcd_validate_node,
 ) = etcd_fresh.load(
     "etcd_client",
     "etcd_envfile",
     "etcd_flags",
-    "etcd_keys",
     "etcd_migration",
     "etcd_mine",
     "etcd_node",
-    "etcd_rotation",
+    "etcd_renamed",
     "etcd_settings",
     "etcd_topology",
     "etcd_validate",
+    "etcd_validate_node",
 )
 
 __virtualname__ = "etcd_cluster"
-log = logging.getLogger(__name__)
 
 GRAIN = "etcd_cluster_ids"
 SETTINGS_FILE = "formula-settings.json"  # written by salt/etcd/config.sls
@@ -144,39 +142,20 @@ def mark_tls_migration():
 
 def _tls_migration(s):
     """(what live_settings adds, whether the marker should exist: True, False or None
-    for no opinion). Reads the node's files and, only while TLS is not finished on it,
-    asks the cluster (etcd_migration)."""
+    for no opinion): etcd_migration.live_view with this node's files and client."""
     me = __opts__["id"]
-    marker = os.path.join(s["paths"]["state"], MIGRATION_MARKER)
+
+    def client_for(urls):
+        try:
+            return etcd_topology.client(s, me, urls)
+        except etcd_client.EtcdError:  # no certificates yet (first TLS apply): nobody serves https
+            return etcd_client.Client(urls, s["service"]["probe_timeout"])
+
     started = etcd_node.read_json(etcd_node.started_path(s))
     if not started or not etcd_node.has_data(s["paths"]["data"]):
         return {}, None
-    running = etcd_migration.stage_of(started.get("flags"))
-    if running == etcd_migration.HTTPS and not os.path.exists(marker):
-        return {}, None
-    own = {me: "https" if running == etcd_migration.HTTPS else "http"}
-    urls = [etcd_topology.local_endpoint(dict(s, serving=own), me)]
-    for name in s["members"]:
-        if name != me:
-            urls += etcd_topology.client_urls_any_scheme(s, name)
-    try:
-        client = etcd_topology.client(s, me, urls)
-    except etcd_client.EtcdError:  # no certificates yet (first TLS apply): nobody serves https
-        client = etcd_client.Client(urls, s["service"]["probe_timeout"])
-    try:
-        listing = client.member_list()
-        records = client.get_prefix(etcd_keys.tls_records(s["cluster"]["name"]))
-    except etcd_client.EtcdError:
-        return {"serving": own}, None  # nobody answers: only this member's own scheme is known
-    serving = dict(etcd_migration.serving(listing), **own)  # its own, as it runs now
-    if running != etcd_migration.HTTPS:
-        stage = etcd_migration.wanted_stage(
-            running, etcd_rotation.parse_records(records), etcd_rotation.member_names(listing)
-        )
-        return {"serving": serving, "tls_stage": stage}, True
-    if etcd_migration.finished(listing):
-        return {}, False
-    return {"serving": serving}, None
+    marker = os.path.exists(os.path.join(s["paths"]["state"], MIGRATION_MARKER))
+    return etcd_migration.live_view(s, me, started, marker, client_for)
 
 
 def applied_settings():
@@ -215,40 +194,21 @@ def validate(member=True):
     s = settings()
     me = __opts__["id"]
     report = etcd_validate.validate(_pillar_etcd(), s, me, etcd_node.has_etcd(s), as_member=member)
-    members = s.get("members") if isinstance(s.get("members"), dict) else {}  # a list: refused above
-    entry = members.get(me) if isinstance(members.get(me), dict) else {}
-    address = entry.get("address")
-    if member and address and not etcd_node.is_local_address(address):
-        # etcd listens on the member's address: on another node's (or a mistyped) one it
-        # would crash-loop, and a running member would be restarted into that.
-        report["valid"] = False
-        mine = [ip for ip in __grains__.get("ipv4", []) + __grains__.get("ipv6", []) if not _loopback(ip)]
-        report["errors"].append(
-            {
-                "key": f"etcd:members:{me}:address",
-                "message": f"{address} is not an address of this node ({me}): etcd could not listen on it",
-                "fix": f"set `etcd:members:{me}:address` to this node's IP"
-                + (f" (it has {', '.join(mine)})" if mine else ""),
-            }
-        )
+    address = etcd_validate_node.member_address(s, me)
     started = etcd_node.read_json(etcd_node.started_path(s)) or {}
     was = str(started.get("flags", {}).get("ETCD_ADVERTISE_CLIENT_URLS", "")).split("://")[0]
-    if was == "https" and not etcd_settings.tls_on(s) and etcd_node.has_data(s["paths"]["data"]):
+    node = etcd_validate_node.errors(
+        s,
+        me,
+        member,
+        address_is_local=bool(address) and etcd_node.is_local_address(address),
+        node_ips=__grains__.get("ipv4", []) + __grains__.get("ipv6", []),
+        runs_https_with_data=was == "https" and etcd_node.has_data(s["paths"]["data"]),
+    )
+    if node:
         report["valid"] = False
-        report["errors"].append(
-            {
-                "key": "etcd:tls:enabled",
-                "message": "this member runs with https:// URLs: the formula turns TLS on for a running cluster, "
-                "never off (every client and peer would lose its authentication)",
-                "fix": "set `etcd:tls:enabled` back to true; to leave TLS, take a snapshot and restore it into a "
-                "new cluster (README: TLS)",
-            }
-        )
+        report["errors"] += node
     return report
-
-
-def _loopback(ip):
-    return ip.startswith("127.") or ip == "::1" or ip.lower().startswith("fe80:")
 
 
 def config_version():
@@ -500,23 +460,4 @@ RENAMED = {
 }
 
 
-def _renamed(old, new):
-    def alias(*args, **kwargs):
-        log.warning("etcd_cluster.%s is now %s: this name goes in the next release", old, new)
-        return __salt__[new](*args, **kwargs)
-
-    alias.__name__ = old
-    alias.__doc__ = f"""
-    Renamed to ``{new}``; this name answers until the next release.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt 'etcd*' {new}
-    """
-    return alias
-
-
-for _old, _new in RENAMED.items():
-    globals()[_old] = _renamed(_old, _new)
+etcd_renamed.aliases(globals(), __virtualname__, RENAMED)

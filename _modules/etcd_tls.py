@@ -20,6 +20,7 @@ import etcd_fresh
     etcd_names,
     etcd_node,
     etcd_policies,
+    etcd_renamed,
     etcd_rotation,
     etcd_settings,
     etcd_tls,
@@ -31,6 +32,7 @@ import etcd_fresh
     "etcd_names",
     "etcd_node",
     "etcd_policies",
+    "etcd_renamed",
     "etcd_rotation",
     "etcd_settings",
     "etcd_tls",
@@ -423,22 +425,4 @@ def _bundle_facts(ca_path, cert_path, key_path, changed, reasons):
 RENAMED = {f: f"etcd_ca.{f}" for f in ("ca_certs", "rotate_ca", "retire_ca", "signing_policies", "refresh_policies")}
 
 
-def _renamed(old, new):
-    def alias(*args, **kwargs):
-        return __salt__[new](*args, **kwargs)
-
-    alias.__name__ = old
-    alias.__doc__ = f"""
-    Renamed to ``{new}``; this name answers until the next release.
-
-    CLI Example:
-
-    .. code-block:: bash
-
-        salt ca1 {new}
-    """
-    return alias
-
-
-for _old, _new in RENAMED.items():
-    globals()[_old] = _renamed(_old, _new)
+etcd_renamed.aliases(globals(), __virtualname__, RENAMED)

@@ -157,6 +157,10 @@ def test_the_old_names_answer_for_one_release(member, loaders):
     assert loaders.modules.etcd_cluster.kv_backend_address() == f"https://127.0.0.1:{member.client_port}"
     doc = loaders.modules.sys.doc("etcd_cluster.health")["etcd_cluster.health"]
     assert "Renamed to ``etcd_health.health``" in doc
+    # The CA minion's side: a master's peer setting may still name the old function.
+    doc = loaders.modules.sys.doc("etcd_tls.refresh_policies")["etcd_tls.refresh_policies"]
+    assert "Renamed to ``etcd_ca.refresh_policies``" in doc
+    assert loaders.modules.etcd_tls.signing_policies() == loaders.modules.etcd_ca.signing_policies()
 
 
 # -- membership: the quorum rule refuses, a non-member is nothing to do ----------------------
