@@ -174,7 +174,7 @@ def issue(kind):
     fatal = [p for p in problems if "days left" not in p]  # a short validity is the policy's call
     if fatal:
         os.unlink(tmp)
-        raise RuntimeError(f"the CA returned an unusable {kind} certificate: {'; '.join(fatal)}")
+        raise CommandExecutionError(f"the CA returned an unusable {kind} certificate: {'; '.join(fatal)}")
     os.replace(tmp, cert_path)
     facts = etcd_tls.facts(etcd_tls.load_cert(cert_path))
     return {"kind": kind, "serial": facts["serial"], "days_left": facts["days_left"], "new_key": new_key}
@@ -379,7 +379,7 @@ def client_bundle(directory, cn=None, user="root"):
     key_path = os.path.join(directory, "etcd-client.key")
     ca_pem = trusted_cas().get("client_ca")
     if not ca_pem:
-        raise RuntimeError(f"no client CA in the mine from {s['tls']['ca_minion']}: apply etcd.ca there first")
+        raise CommandExecutionError(f"no client CA in the mine from {s['tls']['ca_minion']}: apply etcd.ca there first")
     etcd_tls.write_public(ca_path, ca_pem, pw.pw_uid, pw.pw_gid)
     reasons = etcd_tls.judge(cert_path, key_path, ca_path, None, ("clientAuth",), s["tls"]["renew_days"])
     if reasons == [etcd_tls.PREVIOUS_CA]:

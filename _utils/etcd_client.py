@@ -259,6 +259,10 @@ class Client:
         kv = self.get_kv(key, endpoint)
         return unb64(kv.get("value")) if kv else None
 
+    def delete(self, key):
+        """Delete `key`; how many keys went (0 or 1)."""
+        return int(self.post("/v3/kv/deleterange", {"key": b64(key)}).get("deleted", 0))
+
     def get_kv(self, key, endpoint=None):
         """The key's record (value base64, lease, revisions) or None."""
         kvs = self.post("/v3/kv/range", {"key": b64(key)}, endpoint).get("kvs", [])

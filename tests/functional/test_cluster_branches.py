@@ -233,3 +233,32 @@ def test_nobody_answering_bootstraps_only_under_all_four_conditions(
     finally:
         loaders.modules.grains.delkey("etcd_cluster_ids", force=True)
     assert plan["action"] == action and words in plan["reason"], plan
+
+
+# -- the guarded restart refuses before it touches anything -----------------------------------
+
+
+def test_a_failed_restart_marker_stops_every_guarded_restart_until_removed(member, loaders):
+    s = loaders.modules.etcd_cluster.live_settings()
+    client = etcd_topology.client(s, ME)
+    marker = "/etcd-formula/functional/restart-failed"
+    client.put(marker, '{"member": "etcd2", "reasons": ["flags changed"]}')
+    pid = member.proc.pid
+    try:
+        got = loaders.modules.etcd_rolling.restart(reasons=["flags changed: ETCD_SNAPSHOT_COUNT"])
+        assert got["result"] is False and got["restarted"] is False and got["changes"] == {}
+        assert "an earlier guarded restart failed" in got["comment"] and marker in got["comment"], got
+        assert loaders.context.pop("retcode") == 1
+        # Nothing was touched: the same etcd serves, and nobody holds the lock.
+        assert member.proc.poll() is None and member.proc.pid == pid
+        assert loaders.modules.etcd_lock.holder() is None
+        assert loaders.modules.etcd_health.healthy()["healthy"] is True
+    finally:
+        assert client.delete(marker) == 1
+    assert client.get(marker) is None
+
+
+def test_tls_status_names_every_certificate_with_its_days(member, loaders):
+    status = loaders.modules.etcd_tls.status()
+    days = {os.path.basename(p): c.get("days_left") for p, c in status.items()}
+    assert days["server.crt"] == 364 and days["peer.crt"] == 364 and days["admin.crt"] == 364, status
