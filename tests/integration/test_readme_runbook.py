@@ -222,7 +222,7 @@ def test_ca_rotation_as_written_keeps_every_consumer_reading(runbook):
     for name in ("etcd4", "etcd5"):
         start_reader(runbook, name)
     try:
-        rotated = run_json(runbook, rotation[0])[CA]
+        rotated = run_json(runbook, rotation[0])[CA]["changes"]
         assert sorted(rotated) == ["client_ca", "peer_ca"], rotated
         rc, out = run(runbook, rotation[1])
         assert rc == 0 and "Failed:    0" in out, out
