@@ -135,8 +135,18 @@ def certificates(name):
         return ret
     waiting = _rotation_wait(__salt__["etcd_cluster.live_settings"](), plan)
     if waiting:
+        lacking = [k for k in waiting["kinds"] if "no certificate yet" in plan[k]]
         plan = {k: v for k, v in plan.items() if k not in waiting["kinds"]}
         ret["comment"] = f"{', '.join(waiting['kinds'])} wait for the new CA: {waiting['why']}"
+        if lacking:
+            # A renewal may wait, the old certificate serves meanwhile; a node with none
+            # cannot start, and must not look converged (it would fail later, obscurely).
+            ret.update(
+                result=False,
+                comment=f"no {', '.join(lacking)} certificate on this node, and none can be issued during the CA "
+                f"rotation: {waiting['why']}. Finish the rotation first (README: CA rotation), then apply here",
+            )
+            return ret
         if not plan:
             return ret
     if __opts__["test"]:

@@ -262,3 +262,18 @@ def test_tls_status_names_every_certificate_with_its_days(member, loaders):
     status = loaders.modules.etcd_tls.status()
     days = {os.path.basename(p): c.get("days_left") for p, c in status.items()}
     assert days["server.crt"] == 364 and days["peer.crt"] == 364 and days["admin.crt"] == 364, status
+
+
+def test_a_node_without_a_certificate_during_a_ca_rotation_fails_clearly(member, set_pillar, loaders):
+    # A trust file with two CAs is a rotation in progress; this node has no admin
+    # certificate, and none may be issued until every member trusts the new CA.
+    site = member.site()
+    site["etcd"]["tls"].update(mode="ca_minion", ca_minion="ca1")
+    set_pillar(site)
+    pki = member.tls_dir
+    (pki / "client-ca.crt").write_text((pki / "client-ca.crt").read_text() + (pki / "peer-ca.crt").read_text())
+    (pki / "admin.crt").unlink()
+    ret = loaders.states.etcd_tls.certificates("etcd")
+    assert ret.result is False and ret.changes == {}, ret
+    assert "no admin certificate on this node" in ret.comment and "Finish the rotation first" in ret.comment
+    assert not (pki / "admin.crt").exists()
