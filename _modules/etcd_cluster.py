@@ -101,8 +101,7 @@ def live_settings():
         salt 'etcd*' etcd_cluster.live_settings
     """
     s = settings()
-    if etcd_settings.tls_on(s) and __opts__["id"] in (s.get("members") or {}):
-        s.update(_tls_migration(s)[0])
+    s.update(_tls_migration(s)[0])
     return s
 
 
@@ -125,8 +124,6 @@ def mark_tls_migration():
     s = settings()
     marker = os.path.join(s["paths"]["state"], MIGRATION_MARKER)
     ret = {"result": True, "comment": "no TLS migration in progress", "changes": {}}
-    if not etcd_settings.tls_on(s) or __opts__["id"] not in (s.get("members") or {}):
-        return ret
     want = _tls_migration(s)[1]
     if want is True and not os.path.exists(marker):
         if not __opts__["test"]:
@@ -144,6 +141,8 @@ def _tls_migration(s):
     """(what live_settings adds, whether the marker should exist: True, False or None
     for no opinion): etcd_migration.live_view with this node's files and client."""
     me = __opts__["id"]
+    if not etcd_settings.tls_on(s) or me not in (s.get("members") or {}):
+        return {}, None  # TLS off, or not a member: nothing moves here
 
     def client_for(urls):
         try:

@@ -7,7 +7,7 @@ Actions return ``{result, comment, changes}`` and set a non-zero retcode when th
 import etcd_fresh
 
 # One shared copy of each synced _utils module, all replaced after a sync (etcd_fresh).
-(etcd_lock, etcd_topology) = etcd_fresh.load("etcd_lock", "etcd_topology")
+(etcd_actions, etcd_lock, etcd_topology) = etcd_fresh.load("etcd_actions", "etcd_lock", "etcd_topology")
 
 __virtualname__ = "etcd_lock"
 
@@ -18,11 +18,6 @@ def __virtual__():
 
 def _client(s):
     return etcd_topology.client(s, __opts__["id"])
-
-
-def _refused(comment, **extra):
-    __context__["retcode"] = 1
-    return dict({"result": False, "comment": comment, "changes": {}}, **extra)
 
 
 def lock(purpose="maintenance", ttl=3600, wait=0):
@@ -43,17 +38,19 @@ def lock(purpose="maintenance", ttl=3600, wait=0):
     try:
         held.acquire()
     except etcd_lock.LockTimeout as exc:
-        return _refused(str(exc), locked=False)
-    return {
-        "result": True,
-        "comment": f"{__opts__['id']} holds the cluster lock for {int(ttl)} s ({purpose})",
-        "changes": {"lock": {"holder": __opts__["id"], "purpose": purpose}},
-        "locked": True,
-        "holder": __opts__["id"],
-        "purpose": purpose,
-        "lease": f"{held.lease:x}",
-        "ttl": int(ttl),
-    }
+        return etcd_actions.outcome(__context__, False, str(exc), locked=False)
+    me = __opts__["id"]
+    return etcd_actions.outcome(
+        __context__,
+        True,
+        f"{me} holds the cluster lock for {int(ttl)} s ({purpose})",
+        {"lock": {"holder": me, "purpose": purpose}},
+        locked=True,
+        holder=me,
+        purpose=purpose,
+        lease=f"{held.lease:x}",
+        ttl=int(ttl),
+    )
 
 
 def holder():
@@ -86,13 +83,11 @@ def unlock(force=False):
     held = etcd_lock.holder(client, s["cluster"]["name"])
     if held is None:
         # Nothing to release is no failure: the wanted end state holds.
-        return {"result": True, "comment": "the cluster lock is free", "changes": {}, "unlocked": False}
+        return etcd_actions.outcome(__context__, True, "the cluster lock is free", unlocked=False)
+    who = f"{held.get('holder')} ({held.get('purpose')})"
     if held.get("holder") != __opts__["id"] and not force:
-        return _refused(f"held by {held.get('holder')} ({held.get('purpose')}): force=True", unlocked=False)
+        return etcd_actions.outcome(__context__, False, f"held by {who}: force=True", unlocked=False)
     client.lease_revoke(held["lease"])
-    return {
-        "result": True,
-        "comment": f"released the lock {held.get('holder')} held ({held.get('purpose')})",
-        "changes": {"lock": {"released": held.get("holder")}},
-        "unlocked": True,
-    }
+    return etcd_actions.outcome(
+        __context__, True, f"released the lock {who} held", {"lock": {"released": held.get("holder")}}, unlocked=True
+    )

@@ -223,10 +223,9 @@ def join():
         return got
 
     got = _locked(s, "member-add", lambda text: {"joined": False, "comment": text}, f"{me} did not join", work)
-    changes = {"joined": me} if got["joined"] else {"added": me} if got.get("added") else {}
-    return etcd_actions.outcome(
-        __context__, got.pop("joined"), got.pop("comment"), changes, joined=bool(changes.get("joined")), **got
-    )
+    done = got.pop("joined")
+    changes = {"joined": me} if done else {"added": me} if got.get("added") else {}
+    return etcd_actions.outcome(__context__, done, got.pop("comment"), changes, joined=done, **got)
 
 
 def _join_locked(s, me, peer, started, deadline):
