@@ -49,6 +49,7 @@ bench: deps venv artifacts
 	$(PY) -m benchmarks.converge
 	$(PY) -m benchmarks.health
 	$(PY) -m benchmarks.roll
+	$(PY) -m benchmarks.backup
 
 clean: down
 	rm -rf $(VENV) artifacts

@@ -5,15 +5,28 @@ that do not block a change (a slow disk, a quota warning, a certificate to renew
 """
 
 import json
+import logging
 import os
 import time
 
 import etcd_fresh
 
 # One shared copy of each synced _utils module, all replaced after a sync (etcd_fresh).
-(etcd_client, etcd_disk, etcd_health, etcd_mine, etcd_settings, etcd_tls, etcd_topology) = etcd_fresh.load(
-    "etcd_client", "etcd_disk", "etcd_health", "etcd_mine", "etcd_settings", "etcd_tls", "etcd_topology"
+(etcd_client, etcd_disk, etcd_health, etcd_journal, etcd_metrics, etcd_mine, etcd_settings, etcd_tls, etcd_topology) = (
+    etcd_fresh.load(
+        "etcd_client",
+        "etcd_disk",
+        "etcd_health",
+        "etcd_journal",
+        "etcd_metrics",
+        "etcd_mine",
+        "etcd_settings",
+        "etcd_tls",
+        "etcd_topology",
+    )
 )
+
+log = logging.getLogger(__name__)
 
 __virtualname__ = "etcd_health"
 
@@ -134,8 +147,21 @@ def _health(s):
             time.sleep(1)
             report = etcd_health.assess(etcd_health.gather(client, s, me), s, certs)
         report["rechecked"] = {"first_verdict": first, "after_s": round(time.monotonic() - started, 1)}
+    _own_reason(s, report, me)
     report["minion"] = me
     return report
+
+
+def _own_reason(s, report, me):
+    """When this member is down, etcd's own last fatal line goes into its member_down
+    reason (a damaged WAL says so; "does not answer" alone sends the operator guessing).
+    The journal is read only then."""
+    for reason in report.get("reasons", []):
+        if reason.get("code") == "member_down" and reason.get("member") == me:
+            why = etcd_journal.last_run_fatal(s["service"]["name"])
+            if why:
+                reason["etcd_error"] = why
+                reason["text"] = f"{reason['text']}: etcd exits with: {why}"
 
 
 def _certificate_days(s):
@@ -155,6 +181,12 @@ def _publish(s, report):
     with open(tmp, "w", encoding="utf-8") as fh:
         json.dump(report, fh)
     os.replace(tmp, path)
+    textfile = ((s or {}).get("metrics") or {}).get("textfile")
+    if textfile:
+        try:
+            etcd_metrics.write_textfile(textfile, etcd_metrics.textfile(report, report["cluster"], __opts__["id"]))
+        except (OSError, ValueError) as exc:  # the event below must still go out
+            log.warning("etcd_health: could not write %s: %s", textfile, exc)
     __salt__["event.send"](f"etcd/{report['cluster']}/health/{report['verdict']}", report)
     etcd_mine.send(__opts__, __salt__["event.fire"], "etcd_health", report)
 

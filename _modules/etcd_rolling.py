@@ -103,6 +103,27 @@ def _refusal(s, client, running):
     return None
 
 
+def version_refusal(version):
+    """
+    Why a change of this running member to etcd ``version`` would be refused (an
+    unsupported step: a downgrade, a skipped minor), or None. Asked before anything is
+    downloaded, so that a refused version is never staged. The cluster's versions decide;
+    when the cluster cannot be asked, this member's running version alone does.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt etcd1 etcd_rolling.version_refusal 3.4.23
+    """
+    s = dict(__salt__["etcd_cluster.live_settings"](), version=str(version))
+    try:
+        return upgrade_refusal(s, etcd_topology.client(s, __opts__["id"]))
+    except etcd_client.EtcdError:
+        running = __salt__["etcd_cluster.local_version"]()
+        return etcd_upgrade.judge([running] if running else [], None, s["version"])
+
+
 def upgrade_refusal(s, client):
     """None when the version change is allowed, else the reason."""
     versions, cluster_version = [], None

@@ -111,7 +111,15 @@ def _summary(name, by_minion, now):
             if r["verdict"] == ERROR
         ],
         "last_alert": _cache().fetch(ALERT_BANK, name) or None,
+        "backup": _backup_age(newest.get("backup"), now),
     }
+
+
+def _backup_age(backup, now):
+    """The newest verified off-node backup the report names, with its age."""
+    if not isinstance(backup, dict) or not isinstance(backup.get("time"), (int, float)):
+        return None
+    return dict(backup, age_s=round(now - backup["time"]))
 
 
 def _human(size):
@@ -135,6 +143,12 @@ def _table(clusters, no_reports=None):
             f"{q.get('serving', '?')}/{q.get('voters', '?')} voters serving (quorum {q.get('needed', '?')}), "
             f"cluster version {(c.get('versions') or {}).get('cluster') or '-'}, "
             f"report by {c['reported_by']} {c['report_age_s']} s ago"
+        )
+        b = c.get("backup")
+        lines.append(
+            f"  newest verified backup: {b['name']} by {b['member']}, revision {b['revision']}, {b['age_s']} s ago"
+            if b
+            else "  newest verified backup: none recorded"
         )
         head = (
             "MEMBER",
@@ -230,6 +244,135 @@ def _why_no_reports(cluster=None, timeout=5):
     return lines
 
 
+def sender_refusal(minion, cluster):
+    """
+    Why ``minion`` may not speak for ``cluster`` (a report, an event, a pushed backup),
+    or None when it may: judged from the master's own data, the minion's pillar as the
+    master last compiled it.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run etcd.sender_refusal etcd1 storageos
+    """
+    return _trust_refusal(minion, cluster)
+
+
+def cached_pillar(minion):
+    """
+    The pillar the master last compiled for ``minion`` (for the formula's runners).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run etcd.cached_pillar etcd1
+    """
+    if not isinstance(minion, str) or not MINION.match(minion):
+        return {}
+    return _cached_pillar(minion)
+
+
+def backups(cluster, verify=False):
+    """
+    The verified off-node copies of ``cluster`` in the master's store, newest first:
+    time, age, member, revision, keys, size, sha256; ``verify=True`` computes each
+    file's sha256 again. A table by default; data with ``--out=json``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run etcd.backups storageos
+        salt-run etcd.backups storageos verify=True --out=json
+    """
+    rows = __salt__["etcd_store.listing"](cluster, verify=verify)
+    if __opts__.get("output") not in (None, "nested", "txt", "raw"):
+        return rows
+    if not rows:
+        return f"no backups of {cluster} in the store"
+    head = ("TIME (UTC)", "AGE", "MEMBER", "REVISION", "KEYS", "SIZE", "VERIFIED", "SHA256", "NAME")
+    table = [head] + [
+        (
+            time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(r["time"] or 0)),
+            f"{r['age_s']} s",
+            str(r["member"]),
+            str(r["revision"]),
+            str(r["keys"]),
+            _human(r["size"]),
+            "yes" if r["verified"] else "NO",
+            str(r["sha256"])[:12],
+            r["name"],
+        )
+        for r in rows
+    ]
+    widths = [max(len(r[i]) for r in table) for i in range(len(head))]
+    return "\n".join("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in table)
+
+
+def backup(cluster, timeout=900):
+    """
+    Take a backup of ``cluster`` now, on one healthy member (a follower when one is
+    healthy), copied to the store: ``etcd_backup.save`` on that member.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run etcd.backup storageos
+    """
+    return _on_a_member(cluster, "etcd_backup.save", [], timeout)
+
+
+def defrag(cluster, force=False, timeout=3600):
+    """
+    Defragment ``cluster`` now (``etcd_maintenance.defrag`` on one healthy member, which
+    visits the members one at a time under the cluster lock, followers first); only the
+    members whose file is mostly free space unless ``force=True``. ``salt-run state.orch
+    etcd.orch.defrag`` runs this.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt-run etcd.defrag storageos
+        salt-run etcd.defrag storageos force=True
+    """
+    return _on_a_member(cluster, "etcd_maintenance.defrag", [f"force={force is True}"], timeout)
+
+
+def _on_a_member(cluster, fun, args, timeout):
+    """`fun` on one serving member of `cluster` (followers first, by the mine's latest
+    health reports); its return, with ``member``; a retcode when it fails."""
+    if not isinstance(cluster, str) or not NAME.match(cluster):
+        return _failed(f"{cluster!r} is not a cluster name")
+    reports = _latest_reports(cluster).get(cluster)
+    if not reports:
+        return _failed(f"no health report of {cluster} in the mine: no member to choose")
+    summary = _summary(cluster, reports, time.time())
+    serving = [m for m in summary["members"] if m["serving"] and not m["learner"] and MINION.match(m["name"])]
+    serving.sort(key=lambda m: (m["leader"], m["name"]))  # followers first
+    if not serving:
+        return _failed(f"no member of {cluster} serves")
+    member = serving[0]["name"]
+    client = salt.client.get_local_client(mopts=__opts__)
+    try:
+        got = client.cmd([member], fun, args, tgt_type="list", timeout=timeout) or {}
+    finally:
+        client.destroy()
+    answer = got.get(member)
+    if not isinstance(answer, dict):
+        return _failed(f"{member} did not answer: {answer!r}")
+    __context__["retcode"] = 0 if answer.get("result") else 1
+    return dict(answer, member=member)
+
+
+def _failed(comment):
+    __context__["retcode"] = 1
+    return {"result": False, "comment": comment}
+
+
 def _cached_pillar(minion):
     """The pillar the master last compiled for `minion`: bank ``pillar`` (Salt 3008), or
     the older ``minions/<id>`` data."""
@@ -273,6 +416,9 @@ def alert(report=None, minion=None, repeat=3600):
     if refusal:
         log.warning("etcd alert refused (%s): a health report that does not come from a member of its cluster", refusal)
         return {"result": False, "comment": f"refused: {refusal}", "sent": False}
+    quiet = __salt__["etcd_store.silenced"](cluster)
+    if quiet:
+        return {"result": True, "comment": f"{cluster} is silenced for {quiet} s more (a restore)", "sent": False}
     reasons = [
         {"code": r.get("code"), "member": r.get("member"), "level": r.get("level"), "text": str(r.get("text"))[:500]}
         for r in (report.get("reasons") if isinstance(report.get("reasons"), list) else [])

@@ -11,8 +11,8 @@ import time
 import etcd_fresh
 
 # One shared copy of each synced _utils module, all replaced after a sync (etcd_fresh).
-(etcd_client, etcd_node, etcd_settings, etcd_topology) = etcd_fresh.load(
-    "etcd_client", "etcd_node", "etcd_settings", "etcd_topology"
+(etcd_client, etcd_journal, etcd_node, etcd_settings, etcd_topology) = etcd_fresh.load(
+    "etcd_client", "etcd_journal", "etcd_node", "etcd_settings", "etcd_topology"
 )
 
 __virtualname__ = "etcd_cluster"
@@ -55,20 +55,34 @@ def validated(name, member=True):
     return ret
 
 
-def _wait_serving(s, me, timeout):
+# A start that failed this often, each time with a fatal line, is a crash loop: etcd's
+# reason does not change by waiting (a damaged WAL, a full disk), so the wait ends there.
+CRASH_LOOP = 2
+
+
+def _wait_serving(s, me, timeout, service):
+    """(True, None) once this member serves; else (False, etcd's own fatal reason or None),
+    at the timeout or as soon as the unit crash-loops on a fatal error."""
     local = etcd_topology.local_endpoint(s, me)
     c = etcd_topology.client(s, me, [local])
     deadline = time.monotonic() + timeout
+    first, look = etcd_journal.restarts(service), time.monotonic() + 1
     while time.monotonic() < deadline:
         if c.health(local):
-            return True
+            return True, None
         try:
             if c.status(local)["is_learner"]:
-                return True  # a learner never serves /health: its join is finished below
+                return True, None  # a learner never serves /health: its join is finished below
         except etcd_client.EtcdError:
             pass
+        if time.monotonic() >= look:  # systemctl costs ~15 ms: once a second is enough
+            look = time.monotonic() + 1
+            if etcd_journal.restarts(service) - first >= CRASH_LOOP:
+                why = etcd_journal.last_run_fatal(service)
+                if why:
+                    return False, why
         time.sleep(0.1)
-    return False
+    return False, etcd_journal.last_run_fatal(service)
 
 
 def running(name, timeout=None, enable=True):
@@ -176,12 +190,21 @@ def _start(ret, s, service, timeout, active):  # noqa: PLR0912, PLR0915 (issue 1
         etcd_node.write_bootstrap(state)  # without member data, the unit starts only with it
     etcd_node.write_json(fp_path, wanted)
     __salt__["service.start"](service, no_block=True)
-    if not _wait_serving(s, me, timeout):
+    served, fatal = _wait_serving(s, me, timeout, service)
+    if not served:
         ret["result"] = False
-        ret["comment"] = (
-            f"{service} started ({plan['action']}) but did not serve within {timeout}s: a new cluster needs a "
-            f"quorum of members started together (apply on all members at once); see journalctl -u {service}"
-        )
+        if fatal:
+            # etcd's own words: the formula's guess below would blame the wrong thing.
+            ret["comment"] = (
+                f"{service} started ({plan['action']}) and exits with: {fatal}; its data dir is kept as it is "
+                f"(nothing is wiped): see journalctl -u {service}, and README 'Replace a failed member' when "
+                "the data cannot be read"
+            )
+        else:
+            ret["comment"] = (
+                f"{service} started ({plan['action']}) but did not serve within {timeout}s: a new cluster needs a "
+                f"quorum of members started together (apply on all members at once); see journalctl -u {service}"
+            )
         ret["changes"] = {service: {"old": "stopped", "new": "started, not serving"}}
         return ret
     if _is_learner(s, me):  # its data says learner: an add cut short, promoted now

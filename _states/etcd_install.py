@@ -42,6 +42,14 @@ def installed(name, source, checksums=None, install_dir="/opt/etcd", bin_dir="/u
         ret["comment"] = f"no sha256 known for etcd {name}: add etcd:source:checksums:{name}"
         return ret
     running = etcd_node.unit_active(service) if active else False
+    if running:
+        # Judged before the download: a version the guarded restart would refuse is never
+        # fetched or staged (a refused downgrade used to leave its release on every member).
+        refusal = mod["etcd_rolling.version_refusal"](name)
+        if refusal:
+            ret["result"] = False
+            ret["comment"] = f"not fetching etcd {name}: refusing the version change: {refusal}"
+            return ret
     is_staged = mod["etcd_install.staged"](name, install_dir)
     switch = not running
     if __opts__["test"]:

@@ -311,6 +311,23 @@ class Client:
         """Sent to the leader (`endpoint`): only the leader can hand over."""
         return self.post("/v3/maintenance/transfer-leadership", {"targetID": str(target_id)}, endpoint=endpoint)
 
+    # Maintenance (etcd_maintenance): one member at a time, at that member's endpoint.
+    def defragment(self, endpoint, timeout=300):
+        """Defragment the member at `endpoint` (it blocks that member's writes meanwhile)."""
+        return self._request("POST", "/v3/maintenance/defragment", {}, endpoint=endpoint, timeout=timeout)
+
+    def compact(self, revision, physical=True):
+        """Compact the keyspace's history up to `revision` (watchers of older revisions must re-list)."""
+        return self.post("/v3/kv/compaction", {"revision": str(int(revision)), "physical": bool(physical)}, timeout=120)
+
+    def alarm_disarm(self, member_id, alarm):
+        body = {"action": "DEACTIVATE", "memberID": str(int(member_id)), "alarm": alarm}
+        return self.post("/v3/maintenance/alarm", body)
+
+    def revision(self, endpoint=None):
+        """The keyspace's current revision."""
+        return int(self.post("/v3/kv/range", {"key": b64("/"), "limit": 1}, endpoint)["header"]["revision"])
+
     def auth_status(self):
         """AuthStatus (etcd 3.5+ only; it goes through raft)."""
         return self.post("/v3/auth/status", {})

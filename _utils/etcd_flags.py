@@ -9,6 +9,7 @@ spelling of all of them before any check, so a managed flag cannot slip through 
 
 import re
 
+import etcd_metrics
 import etcd_migration
 import etcd_releases
 from etcd_settings import scheme, tls_on, tls_path
@@ -127,6 +128,9 @@ def flags(settings, name, version=None):
         "ETCD_AUTO_COMPACTION_RETENTION": t["auto_compaction_retention"],
         "ETCD_LOGGER": "zap",
     }
+    metrics = etcd_metrics.listen_urls(s, name)
+    if metrics:
+        env["ETCD_LISTEN_METRICS_URLS"] = ",".join(metrics)
     if peer_creds_only:
         env.update(
             ETCD_PEER_CERT_FILE=tls_path(s, "peer_cert"),

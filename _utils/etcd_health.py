@@ -8,12 +8,16 @@ each a machine-readable code, the member it concerns and a sentence.
 """
 
 import concurrent.futures
+import json
 import math
 import re
 import time
 
+import etcd_backup
 import etcd_client
+import etcd_keys
 import etcd_membership
+import etcd_metrics
 import etcd_topology
 
 VERDICTS = ("ok", "degraded", "critical")
@@ -126,10 +130,12 @@ def gather(client, settings, me):
         chains[local] = [
             ("listing", client.member_list, (local,)),
             ("alarms", client.alarms, (local,)),
-            ("metrics", client.metrics, (local, max(METRICS) + "~")),
+            ("metrics", _metrics, (client, etcd_metrics.local_url(settings, me), local)),
             ("version", client.version, (local,)),
             (("status", mine), client.status, (local,)),
             (("health", mine), client.health, (local,)),
+            ("backup_latest", client.get, (etcd_keys.backup_latest(settings["cluster"]["name"]), local)),
+            ("backup_since", client.get, (etcd_keys.backup_since(settings["cluster"]["name"]), local)),
         ]
     for url in (etcd_topology.client_url(settings, n) for n in settings["members"]):
         if url != mine:
@@ -168,8 +174,31 @@ def gather(client, settings, me):
     facts["alarms"] = results.get("alarms") or []
     facts["metrics"] = parse_metrics(results.get("metrics") or "")
     facts["version"] = results.get("version") or {}
+    facts["backup"] = {"latest": _record(results.get("backup_latest")), "since": _record(results.get("backup_since"))}
     facts["duration_ms"] = round((time.monotonic() - started) * 1000, 1)
     return facts
+
+
+def _record(value):
+    """A JSON record the formula keeps in etcd, as a dict, or None. Any client with a
+    certificate can write these keys: a value that is not such a record is ignored."""
+    try:
+        record = json.loads(value) if value else None
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _metrics(client, listener, local):
+    """The local member's metrics: from its metrics listener (plain http, no TLS handshake)
+    when the pillar turns one on, else, or while the member has not restarted with it yet
+    (the listener comes with a guarded restart), from its client URL."""
+    if listener:
+        try:
+            return client.metrics(listener, max(METRICS) + "~")
+        except etcd_client.EtcdError:
+            pass
+    return client.metrics(local, max(METRICS) + "~")
 
 
 def _run_chains(client, chains):
@@ -327,7 +356,14 @@ def assess(facts, settings, certificates=None):  # noqa: PLR0912, PLR0915 (the v
         elif days is not None and days < h["cert_days"]:
             reasons.append(_reason("cert_expiring", facts.get("local"), f"{path} expires in {days} days"))
 
+    backup = facts.get("backup") or {}
+    since = (backup.get("since") or {}).get("time")
+    reasons += etcd_backup.findings(
+        settings, backup.get("latest"), since if isinstance(since, (int, float)) else None, time.time()
+    )
+
     report.update(
+        backup=_backup_summary(backup.get("latest")),
         cluster_id=etcd_client.member_hex(listing["cluster_id"]),
         leader=leader["name"] if leader else None,
         raft_term=leader["raft_term"] if leader else None,
@@ -338,6 +374,19 @@ def assess(facts, settings, certificates=None):  # noqa: PLR0912, PLR0915 (the v
         wal_fsync=wal,
     )
     return _verdict(report, reasons, rows)
+
+
+def _backup_summary(latest):
+    """The newest verified off-node copy as the report shows it (typed fields only)."""
+    if not latest or not isinstance(latest.get("time"), (int, float)):
+        return None
+    name = latest.get("name")
+    return {
+        "name": name if isinstance(name, str) and etcd_backup.FILE.match(name) else None,
+        "time": latest["time"],
+        "member": latest.get("member") if isinstance(latest.get("member"), str) else None,
+        "revision": latest.get("revision") if isinstance(latest.get("revision"), int) else None,
+    }
 
 
 # The reasons that stop a guarded change (restart, join, removal): the cluster as a whole

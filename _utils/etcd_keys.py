@@ -6,6 +6,11 @@ that names them (the cluster name is checked by etcd_names.NAME before it gets h
 - ``restart-failed``: a guarded restart that did not come back; blocks the next ones
 - ``upgrade-snapshot/<from>-to-<to>``: the verified snapshot before an upgrade
 - ``tls/<member>``: each member's TLS record (what its running etcd trusts and holds)
+- ``backup/claim/<slot>``: the member taking this interval's snapshot, on its lease
+- ``backup/done/<slot>``: the interval's verified off-node copy (kept a day, on a lease)
+- ``backup/latest``: the newest verified off-node copy (what the health check judges)
+- ``backup/since``: when the backup job first ran for this cluster
+- ``maintenance/defrag/<slot>``: this defragmentation interval's run is done (on a lease)
 """
 
 
@@ -40,3 +45,23 @@ def tls_records(cluster):
 
 def tls_record(cluster, member):
     return tls_records(cluster) + member
+
+
+def backup_claim(cluster, slot):
+    return f"{prefix(cluster)}/backup/claim/{int(slot)}"
+
+
+def backup_done(cluster, slot):
+    return f"{prefix(cluster)}/backup/done/{int(slot)}"
+
+
+def backup_latest(cluster):
+    return f"{prefix(cluster)}/backup/latest"
+
+
+def backup_since(cluster):
+    return f"{prefix(cluster)}/backup/since"
+
+
+def defrag_done(cluster, slot):
+    return f"{prefix(cluster)}/maintenance/defrag/{int(slot)}"

@@ -8,13 +8,14 @@ import re
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")  # cluster names, tokens, minion ids
 CN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")  # a client certificate's CN (an etcd user, later)
 POSIX_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+UNIT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")  # a systemd unit name, without .service
 FQDN = re.compile(
     r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
 )
 # Directories the formula writes into or may delete: never a system directory itself.
 OWN_DIRS = (
     "paths:install", "paths:config_dir", "paths:data", "paths:state", "tls:dir", "tls:ca_dir",
-    "upgrade:snapshot_dir", "kubernetes:bundle_dir",
+    "upgrade:snapshot_dir", "kubernetes:bundle_dir", "backup:dir",
 )  # fmt: skip
 OTHER_PATHS = ("paths:bin", "paths:unit", "kubernetes:manifest")
 SYSTEM_DIRS = {

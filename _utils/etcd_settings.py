@@ -31,7 +31,7 @@ DEFAULTS = {
     "members": {},
     "advertise": "ip",
     "listen_localhost": True,
-    "ports": {"client": 2379, "peer": 2380},
+    "ports": {"client": 2379, "peer": 2380, "metrics": 2381},
     "version": etcd_releases.DEFAULT_VERSION,
     "source": {"url": etcd_releases.UPSTREAM_URL, "checksums": {}},
     "paths": {
@@ -82,6 +82,10 @@ DEFAULTS = {
         "bundle_minions": [],  # minions allowed a client bundle: [id, ...] or {id: certificate CN}
         "files": {},  # mode files: <what>: <path on the node>, see TLS_FILES
     },
+    # etcd's own /metrics listener (README: Metrics for Prometheus): plain http on a port of
+    # its own, without the keyspace; `member` for a Prometheus elsewhere. `textfile`: the
+    # health verdict also written for node_exporter's textfile collector (a .prom path).
+    "metrics": {"enabled": True, "address": "localhost", "scheme": "http", "textfile": None},
     # Kubernetes objects for consumers in a cluster (salt/etcd/kubernetes.sls).
     "kubernetes": {
         "minion": None,  # the minion that writes (and may apply) the manifests
@@ -122,6 +126,36 @@ DEFAULTS = {
         "wal_fsync_p99_ms": 10,
         "cert_days": 30,
     },
+    # Scheduled snapshots (README: Backups and recovery): one member per interval takes a
+    # verified snapshot and pushes it to the master's store (cp.push + etcd_store.accept).
+    "backup": {
+        "schedule": True,
+        "enabled": True,
+        "interval": 3600,  # s: at most one verified snapshot per interval
+        "splay": 10,  # s of random delay of each member's check
+        "dir": "/var/lib/etcd-formula/backups",
+        "keep": 3,  # on the member that took them
+        "max_age_days": 7,  # on the member (0: no age limit); the newest is always kept
+        "compress": False,  # gzip before the copy: smaller, but ~3x the time (benchmarks/backup.py)
+        "push": True,  # copy to the master's store, verified by sha256
+        "store_keep": 48,  # copies per cluster in the master's store
+        "store_max_age_days": 30,
+        "max_age": None,  # s: the health report says backup_stale past this (default 2 x interval)
+        "timeout": 600,  # s: the claim's lease (a member that dies mid-backup frees it)
+    },
+    # The maintenance job (README: Defragmentation and alarms): staggered defragmentation
+    # when it frees space, and a NOSPACE alarm cleared without a person when it can be.
+    "maintenance": {
+        "schedule": True,
+        "enabled": True,
+        "interval": 300,  # s between looks (alarms are handled at the next look)
+        "defrag_interval": 86400,  # s: at most one defragmentation run per interval
+        "defrag_in_use_pct": 50,  # defragment a member whose file is less than this in use
+        "defrag_min_free_mib": 64,  # ... and only when that gives back at least this much
+        "defrag_timeout": 300,  # s per member
+        "disarm_nospace": True,  # compact, defragment, disarm when below quota by the margin
+        "nospace_margin_pct": 20,
+    },
     "lookup": {},
 }
 OS_FAMILY = {"Debian": {}, "RedHat": {}, "Suse": {}, "Arch": {}}
@@ -150,7 +184,7 @@ MANAGED_FLAGS = {
     "initial-advertise-peer-urls", "initial-cluster", "initial-cluster-token",
     "initial-cluster-state", "cert-file", "key-file", "trusted-ca-file", "client-cert-auth",
     "peer-cert-file", "peer-key-file", "peer-trusted-ca-file", "peer-client-cert-auth", "auto-tls",
-    "peer-auto-tls",
+    "peer-auto-tls", "listen-metrics-urls",
 }  # fmt: skip
 
 

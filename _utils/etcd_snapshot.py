@@ -1,16 +1,22 @@
-"""A verified snapshot of the cluster's data, taken on a member before a version change.
+"""Verified snapshots of the cluster's data: before a version change, and the backups.
 
 The gateway streams snapshots as base64 JSON chunks; the node's own ``etcdctl`` writes
-them natively, so the formula runs it (3.4 and 3.5 both have ``snapshot save`` and
-``snapshot status``). Free space is checked first; the file appears under its final name
-only once ``snapshot status`` has read it back (revision, key count, hash).
+them natively, so the formula runs it (3.4 and 3.5 both have ``snapshot save``). Reading a
+snapshot back (``snapshot status``) and restoring one is ``etcdutl``'s job from 3.5 on
+(etcdctl's are deprecated there) and etcdctl's in 3.4: ``offline_tool`` picks it. Free
+space is checked first; the file appears under its final name only once it has been read
+back (revision, key count, hash).
 """
 
+import gzip
+import hashlib
 import json
 import os
 import shutil
 import subprocess
 import time
+
+import etcd_node
 
 HEADROOM = 64 * 1024**2  # beyond twice the database: the file system must not fill up
 
@@ -52,24 +58,105 @@ def save(etcdctl, endpoint, tls, directory, db_size, label, keep=3, timeout=300)
         argv += [f"--cacert={ca}", f"--cert={cert}", f"--key={key}"]
     started = time.monotonic()
     _run([*argv, "snapshot", "save", part], timeout)
-    try:
-        facts = json.loads(_run([etcdctl, "snapshot", "status", part, "-w", "json"], 60))
-    except ValueError as exc:
-        raise SnapshotError(f"snapshot status of {part} is not JSON: {exc}") from exc
-    if not facts.get("revision") or not facts.get("totalSize"):
-        raise SnapshotError(f"snapshot {part} reads back empty: {facts}")
+    facts = status(offline_tool(os.path.dirname(etcdctl)), part)
     os.chmod(part, 0o600)
     os.replace(part, final)
-    _prune(directory, keep)
+    if keep:
+        _prune(directory, keep)
+    return dict(facts, path=final, file_bytes=os.path.getsize(final), seconds=round(time.monotonic() - started, 2))
+
+
+def offline_tool(bin_dir):
+    """The binary that reads and restores snapshot files: etcdutl where the active
+    release has it (3.5+), else etcdctl (3.4)."""
+    etcdutl = os.path.join(bin_dir, "etcdutl")
+    return etcdutl if os.path.exists(etcdutl) else os.path.join(bin_dir, "etcdctl")
+
+
+def status(tool, path):
+    """What a snapshot file holds, read back by `tool`: revision, key count, database
+    size and hash. Raises SnapshotError when it does not read back (truncated, garbage)."""
+    try:
+        facts = json.loads(_run([tool, "snapshot", "status", path, "-w", "json"], 120))
+    except ValueError as exc:
+        raise SnapshotError(f"snapshot status of {path} is not JSON: {exc}") from exc
+    if not isinstance(facts.get("revision"), int) or not facts.get("totalSize"):
+        raise SnapshotError(f"snapshot {path} reads back empty: {facts}")
     return {
-        "path": final,
         "revision": facts["revision"],
         "keys": facts.get("totalKey"),
         "bytes": facts["totalSize"],  # the database; the file also carries its sha256 (32 bytes)
-        "file_bytes": os.path.getsize(final),
         "hash": facts.get("hash"),
-        "seconds": round(time.monotonic() - started, 2),
     }
+
+
+class _Hashing:
+    """A file object that hashes what is written through it (one pass, not a second read)."""
+
+    def __init__(self, raw):
+        self.raw, self.sha = raw, hashlib.sha256()
+
+    def write(self, data):
+        self.sha.update(data)
+        return self.raw.write(data)
+
+    def flush(self):
+        self.raw.flush()
+
+
+def compress(path):
+    """gzip `path` next to itself (0600, written under .part first), remove the original:
+    (the new path, its sha256), hashed as it is written."""
+    final = path + ".gz"
+    part = final + ".part"
+    fd = os.open(part, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with open(path, "rb") as src, os.fdopen(fd, "wb") as raw:
+        hashed = _Hashing(raw)
+        with gzip.GzipFile(fileobj=hashed, mode="wb", compresslevel=1, mtime=0) as out:
+            shutil.copyfileobj(src, out, 1 << 20)
+    os.replace(part, final)
+    os.unlink(path)
+    return final, hashed.sha.hexdigest()
+
+
+def plain_copy(path, directory):
+    """A readable .db of `path` in `directory` (decompressed when .gz), 0600: what
+    ``snapshot status`` and ``snapshot restore`` read."""
+    # Its own name: next to an uncompressed source, the source's name would truncate it.
+    out = os.path.join(directory, ".plain-" + os.path.basename(path).removesuffix(".gz"))
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    opener = gzip.open if path.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as src, os.fdopen(fd, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise SnapshotError(f"{path} does not decompress: {exc}") from exc
+    return out
+
+
+def verify(path, sha256, tool, workdir):
+    """Facts of a snapshot file after checking its sha256 and reading it back; raises
+    SnapshotError naming what does not match."""
+    got = etcd_node.sha256_file(path)
+    if got != sha256:
+        raise SnapshotError(f"{os.path.basename(path)} has sha256 {got}, its record says {sha256}: the copy is damaged")
+    plain = plain_copy(path, workdir)
+    try:
+        return status(tool, plain)
+    finally:
+        os.unlink(plain)
+
+
+def restore(tool, snapshot, data_dir, name, initial_cluster, token, peer_url, timeout=600):
+    """`snapshot restore` into `data_dir` (which must not exist): a new cluster of the
+    members in `initial_cluster`, with cluster token `token`."""
+    _run(
+        [
+            tool, "snapshot", "restore", snapshot, f"--name={name}", f"--initial-cluster={initial_cluster}",
+            f"--initial-cluster-token={token}", f"--initial-advertise-peer-urls={peer_url}", f"--data-dir={data_dir}",
+        ],
+        timeout,
+    )  # fmt: skip
 
 
 def _prune(directory, keep):

@@ -8,9 +8,12 @@ import difflib
 import ipaddress
 import re
 
+import etcd_backup
 import etcd_flags
+import etcd_maintenance
+import etcd_metrics
 import etcd_releases
-from etcd_names import CN, CONTROL, FQDN, NAME, OTHER_PATHS, OWN_DIRS, POSIX_NAME, path_problem
+from etcd_names import CN, CONTROL, FQDN, NAME, OTHER_PATHS, OWN_DIRS, POSIX_NAME, UNIT, path_problem
 from etcd_settings import (
     ADVERTISE_MODES,
     COMPACTION_MODES,
@@ -40,6 +43,29 @@ class Findings:
     def as_dict(self):
         return {"valid": not self.errors, "errors": self.errors, "warnings": self.warnings}
 
+    # The shared rules of a settings section (etcd_backup, etcd_maintenance use them too).
+    def section(self, settings, name):
+        """`settings[name]` when it is a mapping, else None and the error."""
+        value = settings.get(name)
+        if not isinstance(value, dict):
+            self.error(name, f"must be a mapping, not {type(value).__name__}", "see pillar/sites/example.sls")
+            return None
+        return value
+
+    def booleans(self, name, section, keys):
+        for key in keys:
+            if not isinstance(section.get(key), bool):
+                self.error(
+                    f"{name}:{key}", f"must be true or false, not {section.get(key)!r}", f"set `etcd:{name}:{key}`"
+                )
+
+    def whole(self, key, value, low, high, fix):
+        """`value` when it is a whole number from `low` to `high`, else None and the error."""
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            self.error(key, f"must be a whole number from {low} to {high}, not {value!r}", fix)
+            return None
+        return value
+
 
 def _unknown_keys(given, schema, path, findings):
     for key, value in (given or {}).items():
@@ -55,10 +81,7 @@ def _unknown_keys(given, schema, path, findings):
 
 
 def _int(findings, key, value, low, high, fix):
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        findings.error(key, f"must be a whole number from {low} to {high}, not {value!r}", fix)
-        return None
-    return value
+    return findings.whole(key, value, low, high, fix)
 
 
 def validate(pillar_etcd, settings, minion_id, node_has_etcd=False, as_member=True):  # noqa: PLR0912, PLR0915 (one rule per key, in pillar order)
@@ -141,6 +164,9 @@ def validate(pillar_etcd, settings, minion_id, node_has_etcd=False, as_member=Tr
     _validate_release(settings, f)
     _validate_tuning(settings, f)
     _validate_health(settings, f)
+    etcd_backup.validate(settings, f)
+    etcd_maintenance.validate(settings, f)
+    etcd_metrics.validate(settings, f)
     _validate_membership(settings, f)
     _validate_clean(settings, f)
     _validate_upgrade(settings, f)
@@ -196,11 +222,18 @@ def _validate_names_and_paths(given, settings, f):
             f.error(part, f"{value!r} is not a user or group name", f"set `etcd:{part}` to e.g. etcd")
         elif value == "root":
             f.error(part, "etcd must not run as root", f"set `etcd:{part}` to etcd (the formula creates it)")
+    _validate_unit_name(settings, f)
     for key in OWN_DIRS + OTHER_PATHS:
         value = _get(settings, key)
         problem = path_problem(value, key in OWN_DIRS)
         if problem:
             f.error(key, *problem)
+
+
+def _validate_unit_name(settings, f):
+    unit = _get(settings, "service:name")
+    if not isinstance(unit, str) or not UNIT.match(unit):  # goes into systemctl, journalctl and a path
+        f.error("service:name", f"{unit!r} is not a systemd unit name", "set `etcd:service:name` to e.g. etcd")
 
 
 def _strings(node, path):
@@ -344,7 +377,11 @@ def _validate_tls(settings, f):  # noqa: PLR0912 (one rule per tls key)
     renew = _int(f, "tls:renew_days", t.get("renew_days"), 0, 3650, "e.g. 30")
     _int(f, "tls:ca_days_valid", t.get("ca_days_valid"), 1, 36500, "e.g. 3650")
     if days and renew is not None and renew >= days:
-        f.warn("tls:renew_days", f"{renew} days is not under the validity {days}: every apply renews", "lower it")
+        f.error(
+            "tls:renew_days",
+            f"{renew} days is not under the validity of {days} days: every certificate would be renewed on every run",
+            f"set `etcd:tls:renew_days` below `etcd:tls:days_valid` (e.g. {max(days // 12, 1)})",
+        )
     if not isinstance(t.get("extra_sans"), list):
         f.error("tls:extra_sans", "must be a list of DNS names or IPs", "e.g. [etcd.storageos.svc]")
     bundles = t.get("bundle_minions")

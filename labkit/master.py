@@ -62,7 +62,12 @@ def overrides(state, log_level="info"):
         # after asking it to recompute its policies from the master's pillar; the CA minion
         # checks the client policy's `minions: L@...` with match.compound_matches.
         "peer": {".*": ["x509.sign_remote_certificate", "etcd_ca.refresh_policies"]},
-        "peer_run": {"ca1": ["match.compound_matches"]},
+        "peer_run": {"ca1": ["match.compound_matches"], ".*": ["etcd_store.accept"]},
+        # Backups (README: Backups and recovery): members push verified snapshots, the
+        # store takes them in; the run's store lives in the run's directory.
+        "file_recv": True,
+        "file_recv_max_size": 1024,
+        "etcd_backup_store": str(state.dir / "backups"),
         # The example reactor for the scheduled health check (docs/reactor.md).
         "reactor": [
             {"etcd/*/health/degraded": ["salt://etcd/reactor/health.sls"]},

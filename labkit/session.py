@@ -88,8 +88,15 @@ class LabSession:
         raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
-# What a node writes by merely running (its minion, journal, systemd): not the formula's doing.
-NOISE = ("var/cache/salt", "var/log", "var/lib/systemd", "etc/salt/pki", "tmp", "var/tmp", "root/.cache")
+# What a node writes by merely running (its minion, journal, systemd, the scheduled
+# backup's snapshots): not the formula's doing.
+NOISE = (
+    "var/cache/salt", "var/log", "var/lib/systemd", "etc/salt/pki", "tmp", "var/tmp", "root/.cache",
+    "var/lib/etcd-formula/backups",
+)  # fmt: skip
+# etcd's own data: any client's write changes it (the backup job's claim, a writer), so
+# only which files exist counts, not what they hold.
+ETCD_DATA = "var/lib/etcd/member/"
 
 
 def upper_digest(state, name):
@@ -103,6 +110,8 @@ def upper_digest(state, name):
             continue
         if path.is_symlink():
             digest[rel] = "-> " + os.readlink(path)
+        elif path.is_file() and rel.startswith(ETCD_DATA):
+            digest[rel] = "etcd data"
         elif path.is_file():
             digest[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
         else:

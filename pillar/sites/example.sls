@@ -24,6 +24,7 @@ etcd:
     # use e.g. 12379/12380 there.
     client: 2379
     peer: 2380
+    metrics: 2381                # etcd:metrics below; 12381 beside a control plane's etcd
 
   version: 3.5.33                # a current patched release (3.5.0-3.5.2: never)
   source:
@@ -72,6 +73,16 @@ etcd:
     files: {}                    # mode files: server_cert, server_key, peer_cert, peer_key,
     #                              admin_cert, admin_key, client_ca, peer_ca: paths on the node
 
+  # etcd's /metrics on a port of its own, plain http, for Prometheus without a client
+  # certificate (README: Metrics for Prometheus). It shows sizes, rates and member names,
+  # never keys or values; firewall it to your Prometheus.
+  metrics:
+    enabled: true
+    address: member              # member: scraped from elsewhere; localhost: this node only
+    scheme: http                 # the only one: https there would ask for a client certificate
+    textfile: null               # e.g. /var/lib/prometheus/node-exporter/etcd_formula.prom:
+    #                              the health verdict for node_exporter's textfile collector
+
   # The scheduled health check on every member: events etcd/<cluster>/health/<verdict>
   # to the master, `salt-run etcd.report` for the table (README: Health checks).
   health:
@@ -85,6 +96,36 @@ etcd:
     quota_critical_pct: 95
     wal_fsync_p99_ms: 10         # etcd's hardware guide
     cert_days: 30
+
+  # Scheduled backups (README: Backups and recovery): at most one verified snapshot per
+  # interval, taken by one member, copied to the master's store and verified there.
+  backup:
+    schedule: true               # false removes the scheduler job
+    enabled: true
+    interval: 3600               # s
+    splay: 10                    # s of random delay of each member's look (4 per interval)
+    dir: /var/lib/etcd-formula/backups
+    keep: 3                      # on the member that took them
+    max_age_days: 7
+    compress: false              # true: gzip (smaller copies, about 3x the snapshot's time)
+    push: true                   # to the master (file_recv, peer_run: README)
+    store_keep: 48               # in the master's store, per cluster
+    store_max_age_days: 30
+    max_age: null                # s before the health report says backup_stale (null: 2 x interval)
+    timeout: 600
+
+  # The maintenance job (README: Defragmentation and alarms): one member at a time under
+  # the cluster lock, followers first.
+  maintenance:
+    schedule: true
+    enabled: true
+    interval: 300                # s between looks
+    defrag_interval: 86400       # s: at most one defragmentation run per interval
+    defrag_in_use_pct: 50        # defragment a member whose file is less than this in use
+    defrag_min_free_mib: 64      # ... and only when that gives back at least this much
+    defrag_timeout: 300          # s per member
+    disarm_nospace: true         # compact, defragment, then disarm with room to spare
+    nospace_margin_pct: 20
 
   # Disk check before the first install on a node: fdatasync p99 as etcd's hardware
   # guide measures it (2300-byte writes, up to 22 MiB or `seconds`).

@@ -31,6 +31,25 @@ etcd-clean-schedule-schedule-absent:
     - require:
       - etcd_membership: etcd-clean-member-etcd_membership-cleaned
 
+# The backup job goes with the member; its snapshots stay (they are not the node's to lose).
+etcd-clean-backup-schedule-schedule-absent:
+  schedule.absent:
+    - name: etcd-backup
+  {%- if opts.get('file_client') == 'local' %}
+    - offline: true
+  {%- endif %}
+    - require:
+      - etcd_membership: etcd-clean-member-etcd_membership-cleaned
+
+etcd-clean-maintenance-schedule-schedule-absent:
+  schedule.absent:
+    - name: etcd-maintenance
+  {%- if opts.get('file_client') == 'local' %}
+    - offline: true
+  {%- endif %}
+    - require:
+      - etcd_membership: etcd-clean-member-etcd_membership-cleaned
+
 etcd-clean-unit-file-absent:
   file.absent:
     - name: {{ etcd.paths.unit }}

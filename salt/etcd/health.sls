@@ -2,6 +2,7 @@
 {%- from tplroot ~ "/map.jinja" import mapdata as etcd with context %}
 
 include:
+  - {{ tplroot }}.validate
   - {{ tplroot }}.service
 
 etcd-health-cluster-etcd_health-healthy:
@@ -38,4 +39,7 @@ etcd-health-schedule-schedule-absent:
   {%- if opts.get('file_client') == 'local' %}
     - offline: true
   {%- endif %}
+    # Removing the job needs no running etcd, only a valid pillar.
+    - require:
+      - sls: {{ tplroot }}.validate
 {%- endif %}

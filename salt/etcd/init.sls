@@ -1,4 +1,4 @@
-{#- etcd-formula: validate -> install -> tls -> config -> service -> health.
+{#- etcd-formula: validate -> install -> tls -> config -> service -> health, backup, maintenance.
     Each SLS requires the previous one, so an invalid pillar stops everything at the first
     state, before anything on the node changes. A minion that is no longer a member but
     still runs etcd (or holds its data) gets validate -> leave instead. #}
@@ -12,6 +12,8 @@ include:
   - .config
   - .service
   - .health
+  - .backup
+  - .maintenance
 {%- else %}
   - .leave
 {%- endif %}

@@ -21,6 +21,25 @@ etcd-leave-schedule-schedule-absent:
     - require:
       - etcd_membership: etcd-leave-member-etcd_membership-left
 
+# The backup job goes with the member; its snapshots stay (they are not the node's to lose).
+etcd-leave-backup-schedule-schedule-absent:
+  schedule.absent:
+    - name: etcd-backup
+  {%- if opts.get('file_client') == 'local' %}
+    - offline: true
+  {%- endif %}
+    - require:
+      - etcd_membership: etcd-leave-member-etcd_membership-left
+
+etcd-leave-maintenance-schedule-schedule-absent:
+  schedule.absent:
+    - name: etcd-maintenance
+  {%- if opts.get('file_client') == 'local' %}
+    - offline: true
+  {%- endif %}
+    - require:
+      - etcd_membership: etcd-leave-member-etcd_membership-left
+
 # The gate before the next change: the members that stay form a healthy cluster.
 etcd-leave-cluster-etcd_health-healthy:
   etcd_health.healthy:

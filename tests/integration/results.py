@@ -1,5 +1,9 @@
 """Shared helpers of the formula's lab tests: reading state returns, resetting members."""
 
+import json
+
+from labkit.traffic import assert_no_loss
+
 MEMBERS = ["etcd1", "etcd2", "etcd3"]
 ETCDCTL = ["etcdctl", "--endpoints=http://127.0.0.1:2379"]
 
@@ -24,6 +28,15 @@ def wipe(lab, names):
         if lab.exec(name, "test", "-e", "/etc/systemd/system/etcd.service").returncode == 0:
             lab.exec(name, "systemctl", "stop", "etcd", check=True)
         lab.exec(name, "rm", "-rf", "/var/lib/etcd/member", check=True)
+
+
+def tear_down(lab, names):
+    """The whole cluster on `names` goes with its data (etcd.clean, forced, whole_cluster,
+    delete_data): the nodes are as before etcd ran, for a module that starts from fresh nodes."""
+    flags = {"force": True, "whole_cluster": True, "delete_data": True}
+    ret = lab.apply(names, "pillar=" + json.dumps({"etcd": {"clean": flags}}), sls="etcd.clean")
+    for name in names:
+        ok(ret[name])
 
 
 def set_site(lab, site):
@@ -63,3 +76,20 @@ def host_client_bundle(lab, directory, via="etcd1"):
         dst.chmod(0o600)
         out.append(str(dst))
     return tuple(out)
+
+
+def pids(lab, names=MEMBERS):
+    """Each member's etcd main PID (a restart changes it)."""
+    return {n: lab.exec(n, "systemctl", "show", "-p", "MainPID", "--value", "etcd").stdout.strip() for n in names}
+
+
+def assert_rolled_once(lab, ret, plans, before, traffic, running_id="etcd-service-running-etcd_cluster-running"):
+    """One apply on every member restarted each once, for the reasons its plan gave, never
+    two down at once, with every acknowledged write kept; returns the writes acknowledged."""
+    for name in MEMBERS:
+        running = by_id(ok(ret[name]))[running_id]
+        assert running["changes"]["restarted"]["reasons"] == plans[name]["reasons"], running
+    after = pids(lab)
+    assert all(after[n] != before[n] for n in MEMBERS), (before, after)
+    assert traffic.worst_sample() <= 1, "two members were down at the same moment"
+    return assert_no_loss(lab, traffic)

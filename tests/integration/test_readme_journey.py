@@ -158,6 +158,13 @@ def test_the_readme_walkthrough_as_written(user):  # noqa: PLR0915 (one story, s
         row = next(r for r in out.splitlines() if r.strip().startswith(name + " "))
         assert " yes " in row and " 364 " in row and " ok " in row, row
 
+    out = user.run("./lab salt-run etcd.backup storageos", timeout=300)
+    assert "copied to the master and verified there by sha256" in out, out
+    name = re.search(r"storageos-\d{8}T\d{6}Z-r\d+\.db(\.gz)?", out).group(0)
+    out = user.run("./lab salt-run etcd.backups storageos")
+    row = next(r for r in out.splitlines() if r.endswith(name))
+    assert " yes " in row and any(f" {m} " in row for m in MEMBERS), out
+
     user.start("./lab salt-run state.event 'etcd/*/alert' count=1")
     time.sleep(2)  # the listener subscribes before anything happens
     user.run("./lab crash etcd3")

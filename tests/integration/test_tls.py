@@ -271,7 +271,10 @@ def test_short_lived_certificates_renew_in_place_then_nothing_to_do(tls, event_l
     pids = {n: tls.exec(n, "systemctl", "show", "-p", "MainPID", "--value", "etcd").stdout.strip() for n in MEMBERS}
     before = {n: _serials(tls, n) for n in MEMBERS}
     site = tls.site()
-    site["etcd"]["tls"]["renew_days"] = 400  # every 365-day certificate is now due
+    # Every 365-day certificate (364 whole days left) is now due. renew_days must stay under
+    # days_valid (or every run would renew again), hence the longer validity beside it.
+    days_valid = site["etcd"]["tls"].get("days_valid")
+    site["etcd"]["tls"].update(renew_days=365, days_valid=366)
     tls.set_site(site)
     ret = apply(tls, MEMBERS)
     for name in MEMBERS:
@@ -284,6 +287,10 @@ def test_short_lived_certificates_renew_in_place_then_nothing_to_do(tls, event_l
         assert tls.exec(name, "systemctl", "show", "-p", "MainPID", "--value", "etcd").stdout.strip() == pids[name]
     assert salt(tls, "etcd1", "etcd_health.healthy")["etcd1"]["healthy"] is True
     site["etcd"]["tls"]["renew_days"] = 30
+    if days_valid is None:
+        site["etcd"]["tls"].pop("days_valid")
+    else:
+        site["etcd"]["tls"]["days_valid"] = days_valid
     tls.set_site(site)
     since = time.time()
     ret = apply(tls, MEMBERS)  # the threshold is back: certificates are fine, only the settings record changes

@@ -14,6 +14,7 @@ OWN_DIRS = {
     "tls:ca_dir": "tls__ca_dir",
     "upgrade:snapshot_dir": "upgrade__snapshot_dir",
     "kubernetes:bundle_dir": "kubernetes__bundle_dir",
+    "backup:dir": "backup__dir",
 }
 OTHER_PATHS = {"paths:bin": "paths__bin", "paths:unit": "paths__unit", "kubernetes:manifest": "kubernetes__manifest"}
 # (bad value, words the refusal says) for every path.
@@ -56,6 +57,10 @@ CASES += [
     ("clean:whole_cluster", "clean__whole_cluster", 1, "must be true or false"),
     ("clean:delete_data", "clean__delete_data", "true", "must be true or false"),
     ("clean", "clean", ["force"], "must be a mapping"),
+    ("service:name", "service__name", "etcd;reboot", "not a systemd unit name"),
+    ("service:name", "service__name", "../etcd", "not a systemd unit name"),
+    ("service:name", "service__name", "", "not a systemd unit name"),
+    ("service:name", "service__name", 7, "not a systemd unit name"),
 ]
 
 

@@ -261,6 +261,9 @@ class DownHere:
         self._check(endpoint)
         return {"etcdserver": "3.5.1", "etcdcluster": "3.5.0"}
 
+    def get(self, key, endpoint=None):  # the backup records: none
+        self._check(endpoint)
+
 
 def test_local_member_down_is_reported_through_the_others():
     s = settings()

@@ -49,7 +49,7 @@ def test_example_site_is_valid_and_merges_the_seed_defaults():
     assert s["tuning"]["heartbeat_interval"] == 500
     assert s["tuning"]["quota_backend_bytes"] == 8589934592
     assert s["cluster"]["token"] == "storageos-etcd"
-    assert s["ports"] == {"client": 2379, "peer": 2380}
+    assert s["ports"] == {"client": 2379, "peer": 2380, "metrics": 2381}
 
 
 def test_merge_order_is_defaults_then_lookup_then_pillar():

@@ -1,0 +1,203 @@
+"""Backups on real nodes with the README's example site (TLS, health schedule on): the
+schedule, the copy to the master's store, retention, the health report, a damaged copy,
+and disaster recovery of every member from one verified snapshot.
+
+A 20 s interval (each member checks every 10 s), so that several intervals pass in a test.
+"""
+
+import hashlib
+import json
+import stat
+import time
+from pathlib import Path
+
+import pytest
+from results import MEMBERS, changed, form_cluster, host_client_bundle, ok, tear_down, tls_site
+
+from labkit.traffic import Traffic, assert_no_loss, etcd_client, urls
+
+CLUSTER = "backuplab"
+INTERVAL = 20
+
+
+@pytest.fixture(scope="module")
+def cluster(lab, tmp_path_factory):
+    lab.salt("ca1", "saltutil.sync_all")
+    site = tls_site(lab, CLUSTER, MEMBERS)
+    site["etcd"]["backup"] = {"interval": INTERVAL, "splay": 0, "keep": 2, "store_keep": 3}
+    ok(lab.apply("ca1", sls="etcd.ca")["ca1"])
+    form_cluster(lab, site)
+    lab.writer_tls = host_client_bundle(lab, tmp_path_factory.mktemp("bundle"))
+    lab.store = lab.state.dir / "backups" / CLUSTER
+    yield lab
+    # test_formula, next in file order, starts from nodes where etcd never ran.
+    tear_down(lab, MEMBERS)
+
+
+def store_records(lab):
+    return {p.name[:-5]: json.loads(p.read_text()) for p in lab.store.glob("*.json")}
+
+
+def run_json(lab, *args, timeout=300):
+    out, err = lab.salt_run(*args, "--out=json", timeout=timeout)
+    try:
+        return json.loads(out)
+    except ValueError as exc:
+        raise AssertionError(out + err) from exc
+
+
+def cluster_id(lab):
+    return lab.salt("etcd1", "etcd_cluster.members")["etcd1"]["cluster_id"]
+
+
+def test_one_follower_snapshots_each_interval_and_the_master_verifies_the_copy(cluster, event_listener):
+    after = time.time()
+    time.sleep(4.5 * INTERVAL)
+    events = event_listener.get_events([(cluster.master.id, f"etcd/{CLUSTER}/backup/*")], after_time=after)
+    done = [e.data for e in events if e.tag.endswith("/done")]
+    assert not [e.data for e in events if e.tag.endswith("/failed")]
+    slots = [d["data"]["slot"] for d in done]
+    # Exactly one snapshot per interval: no interval twice, none skipped.
+    assert len(slots) >= 4 and len(set(slots)) == len(slots), slots
+    assert sorted(slots) == list(range(min(slots), max(slots) + 1)), slots
+    takers = sorted(d["id"] for d in done)
+    assert set(takers) <= set(MEMBERS), takers
+    print(f"backups: {len(slots)} intervals, one snapshot each, taken by {takers}")
+    assert all(d["data"]["off_node"] and d["data"]["stored_sha256"] == d["data"]["sha256"] for d in done)
+    # The store: per cluster, 0600 files in a 0700 directory, sha256 as recorded, retention 3.
+    records = store_records(cluster)
+    assert 1 <= len(records) <= 3, sorted(records)
+    assert stat.S_IMODE(cluster.store.stat().st_mode) == 0o700
+    for name, rec in records.items():
+        path = cluster.store / name
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == rec["sha256"] and rec["verified"] is True
+        assert rec["member"] in MEMBERS and rec["cluster"] == CLUSTER
+    # Nothing left in the minions' cache on the master (salt-key -d would delete it).
+    cache = cluster.master.config["cachedir"]
+    assert not list(Path(cache).glob("minions/*/files/etcd-backups/*/*")), "left in the cache"
+    # Retention on the members: at most `keep` each.
+    for name in MEMBERS:
+        kept = cluster.salt(name, "etcd_backup.snapshots")[name]
+        assert len(kept) <= 2, kept
+    # The runner's table and JSON, and the health report's backup age.
+    # The schedule keeps running: the store read just before and just after the runner
+    # brackets what it may list (an interval can end in between).
+    before = sorted(store_records(cluster), reverse=True)
+    rows = run_json(cluster, "etcd.backups", CLUSTER, "verify=True")
+    listed = [r["name"] for r in rows]
+    assert listed in (before, sorted(store_records(cluster), reverse=True)), (listed, before)
+    assert all(r["verified"] for r in rows), rows
+    table, _ = cluster.salt_run("etcd.backups", CLUSTER)
+    newest = {listed[0], sorted(store_records(cluster))[-1]}
+    assert "VERIFIED" in table and any(name in table for name in newest), table
+    report = cluster.salt("etcd2", "etcd_health.health")["etcd2"]
+    assert "backup_stale" not in [r["code"] for r in report["reasons"]], report["reasons"]
+    assert report["backup"]["name"] in records and time.time() - report["backup"]["time"] < 2 * INTERVAL
+
+
+def test_a_non_member_cannot_store_a_backup(cluster):
+    # etcd4 has the site's pillar but is not one of its members.
+    name = f"{CLUSTER}-20261206T000000Z-r1.db"
+    cluster.exec(
+        "etcd4", "bash", "-c", f"mkdir -p /tmp/fake && echo x > /tmp/fake/{name} && echo {{}} > /tmp/fake/{name}.json"
+    )
+    for suffix in ("", ".json"):
+        pushed = cluster.salt(
+            "etcd4", "cp.push", f"/tmp/fake/{name}{suffix}", f"upload_path=/etcd-backups/{CLUSTER}/{name}{suffix}"
+        )
+        assert pushed["etcd4"] is True, pushed
+    answer = cluster.salt("etcd4", "publish.runner", "etcd_store.accept", f"arg=[{CLUSTER}, {name}]")["etcd4"]
+    assert answer["result"] is False and "not a member of backuplab" in answer["comment"], answer
+    assert not (cluster.store / name).exists()
+    leftovers = list(
+        __import__("pathlib")
+        .Path(cluster.master.config["cachedir"])
+        .glob(f"minions/etcd4/files/etcd-backups/{CLUSTER}/*")
+    )
+    assert leftovers == [], leftovers  # the refused push is deleted
+
+
+def test_restore_brings_back_every_acknowledged_write(cluster):
+    with Traffic(urls(cluster, MEMBERS, "https"), "before", tls=cluster.writer_tls) as before:
+        time.sleep(3)
+    taken = run_json(cluster, "etcd.backup", CLUSTER, timeout=120)
+    assert taken["result"] is True and taken["member"] != "", taken
+    snapshot = taken["name"]
+    with Traffic(urls(cluster, MEMBERS, "https"), "after", tls=cluster.writer_tls) as after_snap:
+        time.sleep(2)
+    old_id = cluster_id(cluster)
+    pillar = json.dumps({"etcd": {"restore": {"cluster": CLUSTER, "snapshot": snapshot}}})
+    # Members still serve: refused, nothing changes.
+    out, err = cluster.salt_run("state.orch", "etcd.orch.restore", f"pillar={pillar}", timeout=300)
+    assert "still serve" in out and "Failed:    1" in out, out + err
+    assert cluster_id(cluster) == old_id
+    # Every member's data is lost.
+    for name in MEMBERS:
+        cluster.exec(name, "systemctl", "stop", "etcd", check=True)
+        cluster.exec(name, "rm", "-rf", "/var/lib/etcd/member", check=True)
+    out, err = cluster.salt_run("state.orch", "etcd.orch.restore", f"pillar={pillar}", "test=True", timeout=300)
+    assert f"would restore {snapshot}" in out and "Failed:    0" in out, out + err
+    assert all(cluster.exec(n, "test", "-d", "/var/lib/etcd/member").returncode != 0 for n in MEMBERS)
+    started = time.monotonic()
+    out, err = cluster.salt_run("state.orch", "etcd.orch.restore", f"pillar={pillar}", timeout=600)
+    seconds = time.monotonic() - started
+    assert "Failed:    0" in out, out + err
+    acked = assert_no_loss(cluster, before)  # every write acknowledged before the snapshot, hashkv equal
+    c = etcd_client.Client(urls(cluster, MEMBERS, "https"), 2, *cluster.writer_tls)
+    assert c.get_prefix("/roll/after/", keys_only=True) == {}  # the revision went back to the snapshot's
+    new_id = cluster_id(cluster)
+    assert new_id != old_id
+    for name in MEMBERS:
+        assert cluster.salt(name, "etcd_cluster.recorded_cluster_id")[name] == new_id
+        assert cluster.exec(name, "bash", "-c", "ls -d /var/lib/etcd.before-restore-*").returncode == 0
+    ret = cluster.apply(MEMBERS)
+    for name in MEMBERS:
+        assert changed(ok(ret[name])) == [], ret[name]
+    print(
+        f"restore: {acked} writes acknowledged before the snapshot, all read back; "
+        f"{len(after_snap.acked)} written after it gone with the revision; orchestration {seconds:.1f} s"
+    )
+
+
+def test_a_damaged_copy_is_reported_and_never_restored(cluster):
+    records = store_records(cluster)
+    newest = sorted(records)[-1]
+    path = cluster.store / newest
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    rows = {r["name"]: r for r in run_json(cluster, "etcd.backups", CLUSTER, "verify=True")}
+    assert rows[newest]["verified"] is False
+    old_id = cluster_id(cluster)
+    pillar = json.dumps({"etcd": {"restore": {"cluster": CLUSTER, "snapshot": newest, "force": True}}})
+    out, err = cluster.salt_run("state.orch", "etcd.orch.restore", f"pillar={pillar}", timeout=300)
+    assert "is damaged" in out and "Failed:    1" in out, out + err
+    assert cluster_id(cluster) == old_id
+    assert cluster.salt("etcd1", "etcd_health.healthy")["etcd1"]["healthy"] is True
+
+
+def test_a_34_cluster_is_restored_with_etcdctl(cluster):
+    site = tls_site(cluster, "backup34", MEMBERS)
+    site["etcd"]["version"] = "3.4.23"
+    site["etcd"]["backup"] = {"interval": 3600}
+    form_cluster(cluster, site)
+    assert "3.4.23" in cluster.exec("etcd1", "etcd", "--version").stdout
+    assert cluster.exec("etcd1", "test", "-e", "/usr/local/bin/etcdutl").returncode != 0  # 3.4 has none
+    c = etcd_client.Client(urls(cluster, MEMBERS, "https"), 5, *cluster.writer_tls)
+    c.put("/v34/before", "kept")
+    for name in MEMBERS:  # reports in the mine now, not at the next interval
+        cluster.salt(name, "schedule.run_job", "etcd-health")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and "backup34" not in run_json(cluster, "etcd.report"):
+        time.sleep(1)
+    taken = run_json(cluster, "etcd.backup", "backup34", timeout=120)
+    assert taken["result"] is True and taken["etcd_version"].startswith("3.4."), taken
+    c.put("/v34/after", "gone")
+    for name in MEMBERS:
+        cluster.exec(name, "bash", "-c", "systemctl stop etcd && rm -rf /var/lib/etcd/member", check=True)
+    pillar = json.dumps({"etcd": {"restore": {"cluster": "backup34", "snapshot": "latest"}}})
+    out, err = cluster.salt_run("state.orch", "etcd.orch.restore", f"pillar={pillar}", timeout=600)
+    assert "Failed:    0" in out, out + err
+    assert c.get("/v34/before") == "kept" and c.get("/v34/after") is None
+    assert cluster.salt("etcd2", "etcd_health.healthy")["etcd2"]["healthy"] is True
