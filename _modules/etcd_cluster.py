@@ -10,6 +10,7 @@ import concurrent.futures
 import copy
 import json
 import os
+import time
 
 import etcd_fresh
 
@@ -405,6 +406,24 @@ def forget_cluster_id():
         __salt__["grains.setval"](GRAIN, ids, refresh_pillar=False)
         _to_mine("etcd_cluster.recorded_cluster_ids", ids)
     return gone
+
+
+def announce():
+    """
+    Tell the master's mine that this minion applies the formula for its site (the
+    formula's first state does): the other members' health gate waits for a pillar
+    member that announced itself, and fails at once for one that has no minion.
+    Returns what was sent.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt etcd4 etcd_cluster.announce
+    """
+    data = {"cluster": settings()["cluster"]["name"], "time": round(time.time(), 3)}
+    _to_mine(etcd_mine.ANNOUNCE, data)
+    return data
 
 
 def _to_mine(name, data):

@@ -74,6 +74,56 @@ def healthy():
     }
 
 
+# A new member's minion announces itself at its first state, seconds before the members
+# reach a gate when all apply at once; the grace covers a minion that starts late.
+ANNOUNCE_GRACE = 15
+
+
+def wait_healthy(timeout):
+    """
+    Wait, bounded by ``timeout`` seconds, until ``healthy`` finds nothing that blocks a
+    change; its last answer, with ``waited`` (s). It stops early, with
+    ``without_minion``, for a pillar member missing from the cluster whose minion never
+    announced that it applies the formula: waiting cannot add it. The state
+    ``etcd_health.healthy`` and the guarded restart both wait here.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt etcd1 etcd_health.wait_healthy 30
+    """
+    started = time.monotonic()
+    while True:
+        report = healthy()
+        waited = time.monotonic() - started
+        absent = _without_minion(report) if waited >= ANNOUNCE_GRACE else []
+        if report["healthy"] or absent or waited > timeout:
+            report.update(waited=round(waited, 1), without_minion=absent)
+            return report
+        time.sleep(0.5)
+
+
+def without_minion_text(names):
+    """Why a gate stopped for pillar members without a minion, and the fix."""
+    return (
+        f"{', '.join(names)} in etcd:members but no minion of that name applies the formula (none "
+        f"announced itself in the mine within {ANNOUNCE_GRACE}s): apply it there (salt {names[0]} "
+        "state.apply etcd) or remove it from etcd:members"
+    )
+
+
+def _without_minion(report):
+    missing = [r["member"] for r in report["reasons"] if r["code"] == "member_missing"]
+    if not missing or __opts__.get("file_client") == "local":
+        return []  # masterless: no mine to ask, the timeout decides
+    try:
+        announced = __salt__["mine.get"](",".join(missing), etcd_mine.ANNOUNCE, tgt_type="list") or {}
+    except Exception:  # noqa: BLE001  a master that does not answer: wait as before
+        return []
+    return etcd_health.without_minion(report["reasons"], announced, _settings()["cluster"]["name"])
+
+
 def check_membership():
     """
     The live member list against pillar: findings (missing, extra, never started,

@@ -49,15 +49,12 @@ def validated(name, member=True):
         ret["comment"] = "invalid etcd pillar: " + _fmt(report["errors"])
     else:
         ret["comment"] = "etcd settings are valid"
+        if member and not __opts__["test"]:
+            __salt__["etcd_cluster.announce"]()  # the mine only: nothing on the node changes
     if report["warnings"]:
         ret["warnings"] = [_fmt([w]) for w in report["warnings"]]
         ret["comment"] += "; warnings: " + _fmt(report["warnings"])
     return ret
-
-
-# A start that failed this often, each time with a fatal line, is a crash loop: etcd's
-# reason does not change by waiting (a damaged WAL, a full disk), so the wait ends there.
-CRASH_LOOP = 2
 
 
 def _wait_serving(s, me, timeout, service):
@@ -66,7 +63,7 @@ def _wait_serving(s, me, timeout, service):
     local = etcd_topology.local_endpoint(s, me)
     c = etcd_topology.client(s, me, [local])
     deadline = time.monotonic() + timeout
-    first, look = etcd_journal.restarts(service), time.monotonic() + 1
+    crash_loop = etcd_journal.CrashWatch(service)
     while time.monotonic() < deadline:
         if c.health(local):
             return True, None
@@ -75,12 +72,8 @@ def _wait_serving(s, me, timeout, service):
                 return True, None  # a learner never serves /health: its join is finished below
         except etcd_client.EtcdError:
             pass
-        if time.monotonic() >= look:  # systemctl costs ~15 ms: once a second is enough
-            look = time.monotonic() + 1
-            if etcd_journal.restarts(service) - first >= CRASH_LOOP:
-                why = etcd_journal.last_run_fatal(service)
-                if why:
-                    return False, why
+        if crash_loop():
+            return False, crash_loop.seen
         time.sleep(0.1)
     return False, etcd_journal.last_run_fatal(service)
 

@@ -8,8 +8,6 @@ that first compares with the schedule the job process already holds, and asks th
 daemon only when they differ.
 """
 
-import time
-
 import etcd_fresh
 from salt.modules.schedule import SCHEDULE_CONF
 
@@ -79,14 +77,14 @@ def healthy(name, timeout=None):
             "cluster is healthy" if report["healthy"] else "would wait for: " + "; ".join(report["problems"])
         )
         return ret
-    deadline = time.monotonic() + timeout
-    while True:
-        report = __salt__["etcd_health.healthy"]()
-        if report["healthy"]:
-            ret["comment"] = f"cluster {report['cluster_id']} is healthy: {', '.join(report['members'])}"
-            return ret
-        if time.monotonic() > deadline:
-            ret["result"] = False
-            ret["comment"] = f"cluster not healthy after {timeout}s: " + "; ".join(report["problems"])
-            return ret
-        time.sleep(0.5)
+    report = __salt__["etcd_health.wait_healthy"](timeout)
+    if report["healthy"]:
+        ret["comment"] = f"cluster {report['cluster_id']} is healthy: {', '.join(report['members'])}"
+    elif report["without_minion"]:
+        ret["result"] = False
+        ret["comment"] = __salt__["etcd_health.without_minion_text"](report["without_minion"])
+        ret["comment"] += "; " + "; ".join(report["problems"])
+    else:
+        ret["result"] = False
+        ret["comment"] = f"cluster not healthy after {timeout}s: " + "; ".join(report["problems"])
+    return ret

@@ -409,6 +409,19 @@ GATE = frozenset(
 )
 
 
+def without_minion(reasons, announced, cluster):
+    """The pillar members the gate waits for in vain: missing from the cluster, and no
+    minion of that name has announced, in the mine, that it applies this site's formula
+    (etcd_cluster.announce, the formula's first state). Waiting cannot add them: only an
+    apply on that minion does. `announced`: mine.get's answer, {minion: {"cluster": ...}}."""
+    missing = sorted({r["member"] for r in reasons if r["code"] == "member_missing" and r.get("member")})
+    return [
+        name
+        for name in missing
+        if not (isinstance(announced.get(name), dict) and announced[name].get("cluster") == cluster)
+    ]
+
+
 def blocking(report):
     """The reasons of `report` that stop a guarded change (GATE), a learner that pillar
     does not name included (a join in progress holds the cluster as much as any)."""

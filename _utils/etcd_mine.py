@@ -1,6 +1,10 @@
 """The one way the formula writes to the Salt mine (``tests/functional/test_salt_internals.py``
 fails when Salt changes what this copies)."""
 
+# What every member's minion sends at the formula's first state, so that the members'
+# health gate can tell a pillar member that is on its way from one with no minion.
+ANNOUNCE = "etcd_formula.applying"
+
 
 def send(opts, fire, name, data):
     """Publish ``data`` to the master's mine under ``name``: what ``mine.send`` does,

@@ -10,7 +10,7 @@ import threading
 import time
 
 import pytest
-from results import MEMBERS, by_id, changed, form_cluster, host_client_bundle, ok, set_site, tls_site, wipe
+from results import MEMBERS, by_id, changed, form_cluster, host_client_bundle, ok, pids, set_site, tls_site, wipe
 
 from labkit.traffic import Traffic, assert_no_loss, urls
 
@@ -158,6 +158,33 @@ def test_removals_below_min_members_or_quorum_are_refused(cluster):
         set_site(cluster, site_of(cluster, MEMBERS))
     assert sorted(member_list(cluster)) == MEMBERS
     ok(cluster.apply(MEMBERS)["etcd3"])
+
+
+def test_a_pillar_member_without_a_minion_fails_the_gate_at_once(cluster):
+    # Issue 19: etcd9 is in pillar but no minion has that name. The members used to wait
+    # out health_timeout (120 s) for it; now the gate asks the mine and says so.
+    site = site_of(cluster, MEMBERS)
+    ip = cluster.ip("etcd1").rsplit(".", 1)[0] + ".99"  # on the bridge, nobody there
+    site["etcd"]["members"]["etcd9"] = {"address": ip}
+    before = pids(cluster)
+    set_site(cluster, site)
+    try:
+        started = time.monotonic()
+        got = cluster.apply(MEMBERS)
+        took = time.monotonic() - started
+    finally:
+        set_site(cluster, site_of(cluster, MEMBERS))
+    for name in MEMBERS:
+        gate = by_id(got[name])["etcd-health-cluster-etcd_health-healthy"]
+        assert gate["result"] is False, gate
+        assert "etcd9 in etcd:members but no minion of that name applies the formula" in gate["comment"], gate
+        assert "salt etcd9 state.apply etcd" in gate["comment"] and "remove it from etcd:members" in gate["comment"]
+    assert took < SERVICE["health_timeout"] / 2, took
+    assert pids(cluster) == before  # nothing restarted for a member that does not exist
+    assert sorted(member_list(cluster)) == MEMBERS
+    print(f"pillar member without a minion: every member's gate failed in {took:.1f} s (timeout 120 s)")
+    for states in cluster.apply(MEMBERS).values():
+        ok(states)
 
 
 def test_a_member_whose_disk_was_lost_is_replaced(cluster):

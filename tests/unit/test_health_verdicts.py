@@ -310,3 +310,23 @@ def test_a_site_that_never_chose_tls_is_degraded_until_it_says_so():
     assert report["verdict"] == "degraded"
     assert [r["code"] for r in report["reasons"]] == ["plain_http_implicit"]
     assert "etcd:tls:enabled" in report["reasons"][0]["text"]
+
+
+def _missing(*names):
+    return [{"code": "member_missing", "member": n, "text": f"{n} is in pillar"} for n in names]
+
+
+@pytest.mark.parametrize(
+    ("reasons", "announced", "absent"),
+    [
+        (_missing("etcd9"), {}, ["etcd9"]),  # no minion ever said it applies the formula
+        (_missing("etcd4"), {"etcd4": {"cluster": "storageos", "time": 1.0}}, []),  # on its way: wait
+        (_missing("etcd4"), {"etcd4": {"cluster": "other", "time": 1.0}}, ["etcd4"]),  # another site's minion
+        (_missing("etcd4"), {"etcd4": "garbage"}, ["etcd4"]),  # mine data is minion input: checked
+        (_missing("etcd5", "etcd4"), {"etcd4": {"cluster": "storageos"}}, ["etcd5"]),
+        ([{"code": "member_down", "member": "etcd2", "text": "down"}], {}, []),  # waiting may help
+        ([{"code": "member_unstarted", "member": "etcd4", "text": "added"}], {}, []),  # its minion added it
+    ],
+)
+def test_the_gate_stops_waiting_only_for_a_pillar_member_without_a_minion(reasons, announced, absent):
+    assert etcd_health.without_minion(reasons, announced, "storageos") == absent
