@@ -108,6 +108,45 @@ def plan(against_mine=False):
     return out
 
 
+def renew_due():
+    """
+    The scheduled renewal (the ``etcd-tls-renew`` job runs it on every member): when a
+    certificate of this member is inside its renewal window (``etcd:tls:renew_days``),
+    the certificates state runs alone (``state.single etcd_tls.certificates``, the same
+    judgement, CA-rotation rule and swap an apply makes) and the event
+    ``etcd/<cluster>/tls/renewed`` (serials, days left) or ``.../renew_failed`` goes to
+    the master. Judged locally first: the CA minion is asked only when something is due.
+    Nothing restarts (etcd reads its certificates per TLS connection). Other reasons to
+    reissue (SANs, usages, a new CA) are left to the next apply.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt 'etcd*' etcd_tls.renew_due
+    """
+    s = _settings()
+    if not etcd_settings.tls_on(s) or s["tls"]["mode"] != "ca_minion":
+        return {"result": True, "renewed": {}, "comment": "no certificates from a CA minion on this member"}
+    due = {kind: reasons for kind, reasons in plan().items() if any(etcd_tls.RENEWAL in r for r in reasons)}
+    if not due:
+        return {
+            "result": True,
+            "renewed": {},
+            "comment": f"nothing inside its renewal window ({s['tls']['renew_days']} days)",
+        }
+    got = __salt__["state.single"]("etcd_tls.certificates", "etcd")
+    ran = next(iter(got.values()), None) if isinstance(got, dict) else None
+    if not isinstance(ran, dict):  # a list of strings: e.g. an apply holds the state run lock
+        out = {"result": False, "renewed": {}, "due": sorted(due), "comment": f"not run: {'; '.join(map(str, got))}"}
+    else:
+        issued = (ran.get("changes") or {}).get("issued") or {}
+        out = {"result": bool(ran["result"]), "renewed": issued, "due": sorted(due), "comment": ran["comment"]}
+    what = "renewed" if out["result"] else "renew_failed"
+    __salt__["event.send"](f"etcd/{s['cluster']['name']}/tls/{what}", dict(out, member=__opts__["id"]))
+    return out
+
+
 def status():
     """
     Every certificate of this member with its serial, subject, SANs and days left.
@@ -171,7 +210,7 @@ def issue(kind):
     tmp = cert_path + ".new"
     etcd_tls.write_public(tmp, pem, uid, gid)
     problems = etcd_tls.judge(tmp, key_path, etcd_settings.tls_path(s, k["ca"]), sans, k["eku"], s["tls"]["renew_days"])
-    fatal = [p for p in problems if "days left" not in p]  # a short validity is the policy's call
+    fatal = [p for p in problems if etcd_tls.RENEWAL not in p]  # a short validity is the policy's call
     if fatal:
         os.unlink(tmp)
         raise CommandExecutionError(f"the CA returned an unusable {kind} certificate: {'; '.join(fatal)}")

@@ -77,6 +77,10 @@ DEFAULTS = {
         "days_valid": 365,
         "ca_days_valid": 3650,
         "renew_days": 30,
+        # The renewal job (ca_minion mode): every member looks this often and renews what
+        # is inside renew_days without an apply; a look that finds nothing asks no CA.
+        "renew_schedule": True,
+        "renew_interval": 21600,
         "key_type": "ec",  # ec (P-256) or rsa (2048 bits)
         "extra_sans": [],
         "bundle_minions": [],  # minions allowed a client bundle: [id, ...] or {id: certificate CN}

@@ -184,7 +184,7 @@ def judge(cert_path, key_path, ca_path, want_sans=None, want_eku=(), renew_days=
     reasons = []
     f = facts(cert)
     if f["days_left"] < renew_days:
-        reasons.append(f"{f['days_left']} days left, renewal threshold is {renew_days}")
+        reasons.append(f"{f['days_left']} days left, {RENEWAL} is {renew_days}")
     if want_sans is not None:
         want_ip = sorted(str(ipaddress.ip_address(i)) for i in want_sans["ip"])
         if f["dns"] != sorted(want_sans["dns"]) or f["ip"] != want_ip:
@@ -205,6 +205,11 @@ def judge(cert_path, key_path, ca_path, want_sans=None, want_eku=(), renew_days=
         else:
             reasons.append("not issued by the trusted CA")
     return reasons
+
+
+# judge()'s words for a certificate inside its renewal window (the scheduled renewal's
+# only trigger: etcd_tls.renew_due).
+RENEWAL = "renewal threshold"
 
 
 # judge()'s reason for a certificate from a CA that is being rotated out: still trusted,

@@ -376,6 +376,8 @@ def _validate_tls(settings, f):  # noqa: PLR0912 (one rule per tls key)
     days = _int(f, "tls:days_valid", t.get("days_valid"), 1, 3650, "e.g. 365")
     renew = _int(f, "tls:renew_days", t.get("renew_days"), 0, 3650, "e.g. 30")
     _int(f, "tls:ca_days_valid", t.get("ca_days_valid"), 1, 36500, "e.g. 3650")
+    f.booleans("tls", t, ("renew_schedule",))
+    _int(f, "tls:renew_interval", t.get("renew_interval"), 10, 7 * 86400, "seconds between renewal looks, e.g. 21600")
     if days and renew is not None and renew >= days:
         f.error(
             "tls:renew_days",

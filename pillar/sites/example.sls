@@ -66,7 +66,9 @@ etcd:
     dir: /etc/etcd/pki           # on members
     days_valid: 365
     ca_days_valid: 3650
-    renew_days: 30               # renew on apply when fewer days are left
+    renew_days: 30               # renew when fewer days are left: on apply, and by the job
+    renew_schedule: true         # the renewal job: renews without anyone applying
+    renew_interval: 21600        # s between its looks (a look with nothing due asks no CA)
     key_type: ec                 # ec (P-256) or rsa (2048)
     extra_sans: []               # e.g. the Kubernetes Service names: [etcd.storageos.svc]
     bundle_minions: []           # client bundles: {minion: CN}, e.g. {k8s-master1: storageos}

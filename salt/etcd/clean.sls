@@ -22,33 +22,19 @@ etcd-clean-member-etcd_membership-cleaned:
     - require:
       - etcd_cluster: etcd-clean-validate-etcd_cluster-validated
 
-etcd-clean-schedule-schedule-absent:
+# The member's jobs go with it: health, backup (its snapshots stay: they are not the
+# node's to lose), maintenance and certificate renewal.
+{%- for job, id in (('etcd-health', 'schedule'), ('etcd-backup', 'backup-schedule'),
+                    ('etcd-maintenance', 'maintenance-schedule'), ('etcd-tls-renew', 'tls-renew-schedule')) %}
+etcd-clean-{{ id }}-schedule-absent:
   schedule.absent:
-    - name: etcd-health
+    - name: {{ job }}
   {%- if opts.get('file_client') == 'local' %}
     - offline: true
   {%- endif %}
     - require:
       - etcd_membership: etcd-clean-member-etcd_membership-cleaned
-
-# The backup job goes with the member; its snapshots stay (they are not the node's to lose).
-etcd-clean-backup-schedule-schedule-absent:
-  schedule.absent:
-    - name: etcd-backup
-  {%- if opts.get('file_client') == 'local' %}
-    - offline: true
-  {%- endif %}
-    - require:
-      - etcd_membership: etcd-clean-member-etcd_membership-cleaned
-
-etcd-clean-maintenance-schedule-schedule-absent:
-  schedule.absent:
-    - name: etcd-maintenance
-  {%- if opts.get('file_client') == 'local' %}
-    - offline: true
-  {%- endif %}
-    - require:
-      - etcd_membership: etcd-clean-member-etcd_membership-cleaned
+{%- endfor %}
 
 etcd-clean-unit-file-absent:
   file.absent:

@@ -12,33 +12,19 @@ etcd-leave-member-etcd_membership-left:
     - require:
       - sls: {{ tplroot }}.validate
 
-etcd-leave-schedule-schedule-absent:
+# The member's jobs go with it: health, backup (its snapshots stay: they are not the
+# node's to lose), maintenance and certificate renewal.
+{%- for job, id in (('etcd-health', 'schedule'), ('etcd-backup', 'backup-schedule'),
+                    ('etcd-maintenance', 'maintenance-schedule'), ('etcd-tls-renew', 'tls-renew-schedule')) %}
+etcd-leave-{{ id }}-schedule-absent:
   schedule.absent:
-    - name: etcd-health
+    - name: {{ job }}
   {%- if opts.get('file_client') == 'local' %}
     - offline: true
   {%- endif %}
     - require:
       - etcd_membership: etcd-leave-member-etcd_membership-left
-
-# The backup job goes with the member; its snapshots stay (they are not the node's to lose).
-etcd-leave-backup-schedule-schedule-absent:
-  schedule.absent:
-    - name: etcd-backup
-  {%- if opts.get('file_client') == 'local' %}
-    - offline: true
-  {%- endif %}
-    - require:
-      - etcd_membership: etcd-leave-member-etcd_membership-left
-
-etcd-leave-maintenance-schedule-schedule-absent:
-  schedule.absent:
-    - name: etcd-maintenance
-  {%- if opts.get('file_client') == 'local' %}
-    - offline: true
-  {%- endif %}
-    - require:
-      - etcd_membership: etcd-leave-member-etcd_membership-left
+{%- endfor %}
 
 # The gate before the next change: the members that stay form a healthy cluster.
 etcd-leave-cluster-etcd_health-healthy:

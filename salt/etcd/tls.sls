@@ -39,6 +39,35 @@ etcd-tls-certificates-etcd_tls-certificates:
       - etcd_tls: etcd-tls-trust-etcd_tls-trusted
   {%- endif %}
 
+  {%- if etcd.tls.mode == 'ca_minion' and etcd.tls.renew_schedule %}
+# Renewal without anyone applying: the job renews only what is inside renew_days (the
+# certificates state alone, judged locally first) and sends etcd/<cluster>/tls/renewed.
+# A site that applies monthly with 30 days' margin would otherwise let certificates expire.
+etcd-tls-renew-schedule-etcd_health-scheduled:
+  etcd_health.scheduled:
+    - name: etcd-tls-renew
+    - function: etcd_tls.renew_due
+    - seconds: {{ etcd.tls.renew_interval }}
+    - splay: {{ [etcd.tls.renew_interval // 10, 600] | min }}
+    - maxrunning: 1
+    - return_job: false
+    - persist: true
+    {%- if opts.get('file_client') == 'local' %}
+    - offline: true
+    {%- endif %}
+    - require:
+      - etcd_tls: etcd-tls-certificates-etcd_tls-certificates
+  {%- else %}
+etcd-tls-renew-schedule-schedule-absent:
+  schedule.absent:
+    - name: etcd-tls-renew
+    {%- if opts.get('file_client') == 'local' %}
+    - offline: true
+    {%- endif %}
+    - require:
+      - file: etcd-tls-dir-file-directory
+  {%- endif %}
+
 # `etcdctl` for root on a member, with the admin client certificate (found first in
 # root's PATH; the release's own binary stays in {{ etcd.paths.bin }}).
 etcd-tls-etcdctl-file-managed:

@@ -302,6 +302,54 @@ def test_short_lived_certificates_renew_in_place_then_nothing_to_do(tls, event_l
     assert _ca_sign_jobs(event_listener, tls.master, since) == []  # checked locally: no CA call
 
 
+def test_the_renewal_job_renews_without_anyone_applying(tls, event_listener):
+    # Issue 20, item 3: the etcd-tls-renew job alone. One apply installs it with a 10 s
+    # interval; then only the pillar changes (refreshed, never applied) so that every
+    # certificate is inside its window, and the job renews on each member by itself.
+    pids = {n: tls.exec(n, "systemctl", "show", "-p", "MainPID", "--value", "etcd").stdout.strip() for n in MEMBERS}
+    site = tls.site()
+    saved = {k: site["etcd"]["tls"].get(k) for k in ("renew_days", "days_valid", "renew_interval")}
+    site["etcd"]["tls"]["renew_interval"] = 10
+    tls.set_site(site)
+    for name in MEMBERS:
+        ok(apply(tls, name)[name])  # one at a time: the job's first look may run meanwhile
+    since = time.time()
+    time.sleep(12)  # a look or more with nothing due
+    assert _ca_sign_jobs(event_listener, tls.master, since) == []  # judged locally: no CA call
+    quiet = salt(tls, "etcd1", "etcd_tls.renew_due")["etcd1"]
+    assert quiet["renewed"] == {} and "nothing inside its renewal window" in quiet["comment"], quiet
+    before = {n: _serials(tls, n) for n in MEMBERS}
+    left = min(c["days_left"] for c in salt(tls, "etcd1", "etcd_tls.status")["etcd1"].values())
+    site["etcd"]["tls"].update(renew_days=left + 1, days_valid=left + 2)
+    since = time.time()
+    set_site(tls, site)  # the minions' pillar refreshed; no state runs
+    tag = "etcd/tlslab/tls/*"
+
+    def renewed():
+        events = event_listener.get_events([(tls.master.id, tag)], after_time=since)
+        return {e.data["id"]: e.data["data"] for e in events if e.tag.endswith("/renewed")}
+
+    tls.wait(lambda: len(renewed()) == len(MEMBERS), 60, 1, "every member's renewal job")
+    failed = event_listener.get_events([(tls.master.id, "etcd/tlslab/tls/renew_failed")], after_time=since)
+    assert not failed, [e.data["data"] for e in failed]
+    for name, event in renewed().items():
+        assert event["member"] == name and sorted(event["renewed"]) == ["admin", "peer", "server"], event
+        after = _serials(tls, name)  # fresh TLS connections to both ports
+        assert after[0] != before[name][0] and after[1] != before[name][1], (before[name], after)
+        assert tls.exec(name, "systemctl", "show", "-p", "MainPID", "--value", "etcd").stdout.strip() == pids[name]
+    RETURNS.extend(json.dumps(e) for e in renewed().values())  # scanned for key material too
+    assert salt(tls, "etcd1", "etcd_health.healthy")["etcd1"]["healthy"] is True
+    for key, value in saved.items():
+        if value is None:
+            site["etcd"]["tls"].pop(key, None)
+        else:
+            site["etcd"]["tls"][key] = value
+    tls.set_site(site)
+    for name, states in apply(tls, MEMBERS).items():
+        ok(states)
+        assert "etcd-tls-certificates-etcd_tls-certificates" not in changed(states), name
+
+
 def test_client_bundle_for_the_storage_operator(tls):
     ok(apply(tls, CA, sls="etcd.ca")[CA])  # policies know bundle_minions
     tls.salt("etcd4", "saltutil.refresh_pillar", "wait=True")

@@ -57,6 +57,8 @@ def test_member_sans_name_every_way_in():
         ({"key_type": "dsa"}, "etcd:tls:key_type", "unknown key type"),
         ({"dir": "pki"}, "etcd:tls:dir", "not an absolute path"),
         ({"enabled": "yes"}, "etcd:tls:enabled", "true or false"),
+        ({"renew_schedule": "on"}, "etcd:tls:renew_schedule", "true or false"),
+        ({"renew_interval": 1}, "etcd:tls:renew_interval", "whole number from 10"),
     ],
 )
 def test_tls_mistakes_name_their_key(tls, key, words):
