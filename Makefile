@@ -5,7 +5,7 @@ VENV  := .venv
 PY    := $(VENV)/bin/python
 APT_PACKAGES := systemd-container iproute2 gzip tar
 
-.PHONY: deps venv artifacts lab test lint unit integration down bench clean
+.PHONY: deps venv artifacts lab test lint unit integration down bench reliability clean
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -43,6 +43,12 @@ lint:
 
 down:
 	./lab down --all
+
+# The fault catalogue, every row (make test runs three of them): the table is printed and
+# kept in build/reliability.md (README: Reliability).
+reliability: deps venv artifacts
+	RELIABILITY=all $(PY) -m pytest tests/integration/test_reliability.py
+	@cat build/reliability.md
 
 bench: deps venv artifacts
 	$(PY) -m benchmarks.lab_up

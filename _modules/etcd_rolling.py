@@ -8,6 +8,7 @@ serves and has applied what the leader committed. A member that does not come ba
 leaves a marker in etcd: later applies stop and say why.
 """
 
+import contextlib
 import json
 import os
 import time
@@ -18,6 +19,7 @@ import etcd_fresh
 (
     etcd_actions,
     etcd_client,
+    etcd_journal,
     etcd_keys,
     etcd_leader,
     etcd_lock,
@@ -31,6 +33,7 @@ import etcd_fresh
 ) = etcd_fresh.load(
     "etcd_actions",
     "etcd_client",
+    "etcd_journal",
     "etcd_keys",
     "etcd_leader",
     "etcd_lock",
@@ -159,17 +162,6 @@ def _auth_enabled(client, cluster_version):
         return "not found" not in str(exc)  # "user name is empty" etc.: auth is on
 
 
-def _healthy_within(timeout):
-    deadline = time.monotonic() + timeout
-    while True:
-        report = __salt__["etcd_health.healthy"]()
-        if report["healthy"]:
-            return report
-        if time.monotonic() > deadline:
-            return report
-        time.sleep(0.5)
-
-
 def restart(reasons=None):
     """
     Restart this member through the guarded path (see the module's docstring). Refuses,
@@ -184,7 +176,10 @@ def restart(reasons=None):
 
         salt etcd1 etcd_rolling.restart
     """
-    got = _restart(reasons)
+    try:
+        got = _restart(reasons)
+    except etcd_client.EtcdError as exc:  # e.g. cut off from the others: said, not a traceback
+        got = {"restarted": False, "comment": f"the guarded restart stopped: etcd did not answer ({exc})"}
     done = got.pop("restarted")
     changes = {"restarted": got.get("reasons") or reasons or True} if done else {}
     return etcd_actions.outcome(__context__, done, got.pop("comment"), changes, restarted=done, **got)
@@ -207,13 +202,22 @@ def _restart(reasons):  # noqa: PLR0912, PLR0915 (the guarded path, step by step
         return {"restarted": False, "comment": refusal}
     ttl = etcd_lock.min_ttl(s["tuning"]["election_timeout"], svc["lock_ttl"])
     deadline = time.monotonic() + svc["lock_wait"]
-    with etcd_lock.Pending(client, cluster, me, "; ".join(reasons), svc["lock_wait"] + 60) as announced:
+    # A member cut off from the others gets no lease (no quorum): it says so, and waits
+    # for nothing (the fault catalogue's leader partition crashed this state before).
+    unreachable = f"no restart: {me} cannot take the cluster lock, no quorum answers it"
+    with contextlib.ExitStack() as stack:
+        try:
+            announced = stack.enter_context(etcd_lock.Pending(client, cluster, me, "; ".join(reasons), ttl))
+        except etcd_client.EtcdError as exc:
+            return {"restarted": False, "comment": f"{unreachable} ({exc})"}
         while True:
             lock = etcd_lock.Lock(client, cluster, me, ttl, max(1.0, deadline - time.monotonic()))
             try:
                 lock.acquire()
             except etcd_lock.LockTimeout as exc:
                 return {"restarted": False, "comment": f"no restart: {exc}"}
+            except etcd_client.EtcdError as exc:
+                return {"restarted": False, "comment": f"{unreachable} ({exc})"}
             try:
                 # Read again under the lock: while we waited, others may have restarted and
                 # now serve elsewhere (on https, while a cluster moves to TLS).
@@ -222,12 +226,12 @@ def _restart(reasons):  # noqa: PLR0912, PLR0915 (the guarded path, step by step
                 stopped = _stopped_by_marker(client, cluster)  # set while we waited for the lock?
                 if stopped:
                     return stopped
-                report = _healthy_within(svc["health_timeout"])
+                report = __salt__["etcd_health.wait_healthy"](svc["health_timeout"])
                 if not report["healthy"]:
-                    return {
-                        "restarted": False,
-                        "comment": "no restart: the cluster is not fully healthy: " + "; ".join(report["problems"]),
-                    }
+                    why = "; ".join(report["problems"])
+                    if report["without_minion"]:
+                        why = __salt__["etcd_health.without_minion_text"](report["without_minion"]) + "; " + why
+                    return {"restarted": False, "comment": "no restart: the cluster is not fully healthy: " + why}
                 me_st = etcd_leader.status(client, local)
                 am_leader = bool(me_st and me_st["leader"] == me_st["member_id"])
                 others_pending = [k for k in etcd_lock.pending(client, cluster) if k != me]
@@ -344,21 +348,26 @@ def _restart_now(s, client, lock, reasons, local, version_change):
     started = time.monotonic()
     wanted = etcd_node.wanted(s)
     etcd_node.write_json(etcd_node.started_path(s), wanted)
+    crash_loop = etcd_journal.CrashWatch(svc["name"])
     __salt__["service.restart"](svc["name"], no_block=True)
     time.sleep(0.5)  # let systemd stop the old process before asking whether it serves
     problem = _advertise_peer_urls(s, me, svc["restart_timeout"])
     # Where this member serves now (it may have moved to https): ask the settings again.
     local = etcd_topology.local_endpoint(__salt__["etcd_cluster.live_settings"](), me)
-    if problem or not etcd_leader.caught_up(client, local, svc["restart_timeout"]):
+    if problem or not etcd_leader.caught_up(client, local, svc["restart_timeout"], give_up=crash_loop):
         others = etcd_topology.client(s, me, _others(s, me))
         record = {"member": me, "reasons": reasons, "time": time.time()}
+        if crash_loop.seen:  # the wait ended early: etcd's own reason, not a guess
+            record["etcd_error"] = crash_loop.seen
+            problem = f"it crash-loops, etcd exits with: {crash_loop.seen}"
         try:
             others.put(etcd_keys.restart_failed(s["cluster"]["name"]), json.dumps(record))
         except etcd_client.EtcdError:
             pass
+        within = f"in {time.monotonic() - started:.0f} s" if crash_loop.seen else f"within {svc['restart_timeout']} s"
         return {
             "restarted": False,
-            "comment": f"{me} did not serve and catch up within {svc['restart_timeout']} s after its restart"
+            "comment": f"{me} did not serve and catch up {within} after its restart"
             f"{f' ({problem})' if problem else ''}; later applies stop until the marker is removed "
             "(README: Rolling changes)",
         }

@@ -57,13 +57,16 @@ def hand_over(client, listing, leader_id, leader_url, wait=10.0):
     return f"leadership did not move within {wait:.0f} s"
 
 
-def caught_up(client, local, timeout, learner=False):
+def caught_up(client, local, timeout, learner=False, give_up=None):
     """Wait, bounded, until the member at `local` answers and has applied what the leader
     had committed when it first answered. A learner does not serve /health: its status
-    is enough."""
+    is enough. `give_up`: called each round; a true answer ends the wait (False), e.g.
+    etcd_journal.CrashWatch when the member crash-loops."""
     deadline = time.monotonic() + timeout
     target = None
     while time.monotonic() < deadline:
+        if give_up and give_up():
+            return False
         if learner or client.health(local):
             if target is None:
                 st = status(client, local)

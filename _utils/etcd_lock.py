@@ -102,8 +102,11 @@ class Pending:
     """`with Pending(client, cluster, member, why, ttl):` a member that waits for the lock
     to restart says so (`restart-pending/<member>`, on a lease of its own), so the leader,
     which restarts last, lets it through first; the key goes when the block ends (the
-    lease is revoked) or when the waiter dies (the lease expires). A member whose
-    endpoints change meanwhile (a move to TLS) sets `client` to a fresh one."""
+    lease is revoked) or when the waiter dies (the lease, `ttl` short and renewed every
+    third of it while the block runs, expires). A long lease outlived a crashed waiter:
+    the leader then waited out lock_wait (180 s in the fault catalogue) for a member that
+    was gone. A member whose endpoints change meanwhile (a move to TLS) sets `client` to
+    a fresh one."""
 
     def __init__(self, client, cluster, member, why, ttl):
         self.client = client
@@ -111,13 +114,26 @@ class Pending:
         self.why = why
         self.ttl = int(ttl)
         self.lease = None
+        self._stop = threading.Event()
+        self._thread = None
 
     def __enter__(self):
         self.lease = self.client.lease_grant(self.ttl)
         self.client.put(self.key, self.why, lease=self.lease)
+        self._thread = threading.Thread(target=self._renew, name="etcd-pending-keepalive", daemon=True)
+        self._thread.start()
         return self
 
+    def _renew(self):
+        while not self._stop.wait(max(1.0, self.ttl / 3)):
+            try:
+                self.client.lease_keepalive(self.lease)
+            except etcd_client.EtcdError:
+                pass  # e.g. this member restarting: the next round, or expiry, settles it
+
     def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(timeout=5)
         try:
             self.client.lease_revoke(self.lease)
         except etcd_client.EtcdError:

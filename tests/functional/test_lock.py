@@ -2,6 +2,7 @@
 as a plain process on 127.0.0.1 by the test): the keyspace etcd_lock owns."""
 
 import sys
+import time
 
 import pytest
 
@@ -25,6 +26,18 @@ def test_a_waiting_member_is_announced_until_its_block_ends(client):
         assert etcd_lock.pending(client, "functional") == ["etcd2"]
         assert client.get(announced.key) == "flags changed: ETCD_SNAPSHOT_COUNT"
     assert etcd_lock.pending(client, "functional") == []  # revoked with its lease, not left to expire
+
+
+def test_an_announcement_outlives_its_ttl_while_alive_and_expires_when_its_waiter_dies(client):
+    # The fault catalogue's crash row: a member crashed while announced, and the leader
+    # waited out lock_wait for it. Now the lease is short and renewed while the block runs.
+    with etcd_lock.Pending(client, "functional", "etcd2", "flags changed", 2) as announced:
+        time.sleep(4)  # two TTLs: renewed meanwhile
+        assert etcd_lock.pending(client, "functional") == ["etcd2"]
+        announced._stop.set()  # what a crash does to the renewing thread (the block never ends)
+        announced._thread.join()
+        time.sleep(3.5)
+        assert etcd_lock.pending(client, "functional") == []  # expired on its own, within its TTL
 
 
 def test_the_lock_has_one_holder_at_a_time(client):

@@ -2,12 +2,12 @@
 
 A 3.4.23 cluster (etcd's default raft timing, 100/1000 ms) takes a flag change, refuses
 to restart while a member is down, upgrades to 3.5.1 with one `state.apply` on all
-members at once, refuses a downgrade, and finishes a roll whose lock holder died.
+members at once, refuses a downgrade, and stops at a member that does not come back. A
+roll whose lock holder crashed is a row of the fault catalogue (test_reliability.py).
 """
 
 import json
 import sys
-import threading
 import time
 
 import pytest
@@ -96,6 +96,10 @@ def as_the_previous_release_left_it(lab, name):
 
 def test_the_sandbox_reaches_running_members_in_one_guarded_roll(cluster):
     for name in MEMBERS:
+        # A 3.4 cluster from the Salt fileserver (the fixture's): 3.4's flags, e.g. pre-vote.
+        assert "ETCD_PRE_VOTE=true" in cluster.exec(name, "cat", "/etc/etcd/etcd.env").stdout
+        version = cluster.exec(name, "/usr/local/bin/etcd", "--version").stdout
+        assert version.split()[2] == "3.4.23", version
         as_the_previous_release_left_it(cluster, name)
     before = {n: exposure(cluster, n) for n in MEMBERS}
     pid_before = pids(cluster)
@@ -183,7 +187,9 @@ def test_unhealthy_cluster_restarts_nothing(cluster):
     before = pids(cluster)
     cluster.crash("etcd3")
     try:
-        set_site(cluster, rolling_site(cluster, version="3.4.23", tuning={"snapshot_count": 60000}))
+        # A short health wait: each member waits it out under the lock, one after the other.
+        quick = dict(SERVICE, health_timeout=5)
+        set_site(cluster, rolling_site(cluster, version="3.4.23", tuning={"snapshot_count": 60000}, service=quick))
         ret = cluster.apply(["etcd1", "etcd2"])
         for name in ("etcd1", "etcd2"):
             running = by_id(ret[name])["etcd-service-running-etcd_cluster-running"]
@@ -267,42 +273,6 @@ def test_downgrade_is_refused(cluster):
     set_site(cluster, rolling_site(cluster, version="3.5.1"))
 
 
-def test_a_dead_lock_holder_lets_the_next_apply_finish_the_roll(cluster):
-    before = pids(cluster)
-    set_site(cluster, rolling_site(cluster, version="3.5.1", tuning={"snapshot_count": 70000}))
-    c = client(cluster, 1)
-    key = "/etcd-formula/rolllab/lock"
-    results = {}
-    worker = threading.Thread(target=lambda: results.update(cluster.apply(MEMBERS, timeout=90)))
-    worker.start()
-    holder = None
-    deadline = time.monotonic() + 60
-    while holder is None and time.monotonic() < deadline:
-        try:
-            raw = c.get(key)
-        except etcd_client.EtcdError:
-            raw = None
-        holder = json.loads(raw)["holder"] if raw else None
-        time.sleep(0.05)
-    assert holder, "nobody took the lock"
-    cluster.crash(holder)
-    worker.join()
-    survivors = [n for n in MEMBERS if n != holder]
-    cluster.wait(lambda: not c.get(key) or json.loads(c.get(key))["holder"] != holder, 60, 0.5, "the lock to expire")
-    cluster.boot(holder)
-    cluster.wait(
-        lambda: cluster.salt(survivors[0], "etcd_health.healthy")[survivors[0]].get("healthy"), 90, 1, "health"
-    )
-    for states in cluster.apply(MEMBERS).values():
-        ok(states)
-    after = pids(cluster)
-    assert all(after[n] != before[n] for n in MEMBERS)
-    for name in MEMBERS:
-        assert "ETCD_SNAPSHOT_COUNT=70000" in cluster.exec(name, "cat", "/etc/etcd/etcd.env").stdout
-        plan = cluster.salt(name, "etcd_rolling.plan")[name]
-        assert plan["reasons"] == [], plan
-
-
 def test_orchestration_walks_the_members_in_order(cluster):
     before = pids(cluster)
     set_site(cluster, rolling_site(cluster, version="3.5.1", tuning={"snapshot_count": 80000}))
@@ -332,9 +302,12 @@ def test_a_member_that_does_not_come_back_stops_the_roll(cluster):
     stopped = [n for n, c in comments.items() if "an earlier guarded restart failed" in c]
     assert len(failed) == 1 and sorted(failed + stopped) == MEMBERS, comments
     assert traffic.worst_sample() <= 1, "the roll went on past the member that did not come back"
+    # etcd's own reason, seen as soon as systemd restarted it twice (not after restart_timeout).
+    assert 'crash-loops, etcd exits with: failed to verify flags: invalid value "lots"' in comments[failed[0]], comments
     marker = "/etcd-formula/rolllab/restart-failed"
     c = client(cluster, 2)
-    assert json.loads(c.get(marker))["member"] == failed[0]
+    record = json.loads(c.get(marker))
+    assert record["member"] == failed[0] and "ETCD_MAX_REQUEST_BYTES" in record["etcd_error"], record
     # The documented way back: fix the pillar, delete the marker, apply (that member first).
     set_site(cluster, rolling_site(cluster, version="3.5.1", extra_flags={}))
     cluster.exec(stopped[0], "etcdctl", "del", marker, check=True)

@@ -1,5 +1,5 @@
 """Which line of etcd's log is the reason it stopped (pure; the lab's garbage-WAL test in
-test_formula reads it from a real journal)."""
+the fault catalogue reads it from a real journal (test_reliability.py))."""
 
 import json
 
@@ -34,6 +34,25 @@ def zap(level, msg, **fields):
         ([zap("fatal", "first", error="a"), zap("fatal", "second", error="b")], "second: b"),
         # Warnings and errors are not why etcd stopped; nothing fatal, no reason.
         ([zap("warn", "slow fdatasync"), zap("error", "failed to publish", error="timeout")], None),
+        # A flag etcd cannot parse (3.5.1, measured): a warning, then exit 1. Final too.
+        (
+            [
+                zap(
+                    "warn",
+                    "failed to verify flags",
+                    error='invalid value "lots" for ETCD_MAX_REQUEST_BYTES: parse error',
+                )
+            ],
+            'failed to verify flags: invalid value "lots" for ETCD_MAX_REQUEST_BYTES: parse error',
+        ),
+        # The same from 3.4.23 without the zap logger (capnslog text, measured).
+        (
+            [
+                '2026-12-07 03:10:36.869093 E | etcdmain: error verifying flags, invalid value "lots" for '
+                "ETCD_MAX_REQUEST_BYTES: parse error. See 'etcd --help'."
+            ],
+            'failed to verify flags: invalid value "lots" for ETCD_MAX_REQUEST_BYTES: parse error',
+        ),
         # Not JSON, JSON that is no object, nothing at all.
         (["{not json", "[1, 2]", "plain text"], None),
         ([], None),
@@ -86,3 +105,38 @@ A, B, C = "a" * 32, "b" * 32, "c" * 32
 )
 def test_the_reason_is_from_the_last_two_runs(entries, reason):
     assert etcd_journal.latest_fatal(entries) == reason
+
+
+class FakeUnit:
+    """systemd's NRestarts and the journal's reason, as a crash loop moves them on."""
+
+    def __init__(self, monkeypatch, reason="discovery failed: wal: max entry size limit exceeded"):
+        self.count, self.now, self.asked = 5, 100.0, 0
+        monkeypatch.setattr(etcd_journal, "restarts", self._restarts)
+        monkeypatch.setattr(etcd_journal, "last_run_fatal", lambda unit: reason)
+
+    def _restarts(self, unit):
+        self.asked += 1
+        return self.count
+
+
+def test_a_crash_loop_is_seen_after_two_restarts_and_at_most_once_a_second(monkeypatch):
+    unit = FakeUnit(monkeypatch)
+    watch = etcd_journal.CrashWatch("etcd", clock=lambda: unit.now)
+    assert watch() is None and unit.asked == 1  # before the first second: not even asked
+    unit.now += 1.0
+    unit.count += 1  # one restart since the watch began: a slow start may still serve
+    assert watch() is None and unit.asked == 2
+    unit.now += 0.5
+    unit.count += 1
+    assert watch() is None and unit.asked == 2  # within the second: systemctl not asked
+    unit.now += 0.5
+    assert watch() == "discovery failed: wal: max entry size limit exceeded" == watch.seen
+
+
+def test_restarts_without_a_reason_keep_the_wait_going(monkeypatch):
+    unit = FakeUnit(monkeypatch, reason=None)
+    watch = etcd_journal.CrashWatch("etcd", clock=lambda: unit.now)
+    unit.count += 3
+    unit.now += 1.0
+    assert watch() is None  # the caller waits on to its timeout
