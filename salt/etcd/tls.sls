@@ -64,8 +64,13 @@ etcd-tls-renew-schedule-schedule-absent:
     {%- if opts.get('file_client') == 'local' %}
     - offline: true
     {%- endif %}
+    # After the files are checked: a refused file changes nothing, the schedule included.
     - require:
-      - file: etcd-tls-dir-file-directory
+    {%- if etcd.tls.mode == 'files' %}
+      - etcd_tls: etcd-tls-files-etcd_tls-files_installed
+    {%- else %}
+      - etcd_tls: etcd-tls-certificates-etcd_tls-certificates
+    {%- endif %}
   {%- endif %}
 
 # `etcdctl` for root on a member, with the admin client certificate (found first in
