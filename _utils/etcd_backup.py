@@ -128,8 +128,7 @@ def validate(settings, findings_):
         ("store_max_age_days", 0, 3650, "days a copy is kept on the master (0: no limit), e.g. 30"),
         ("timeout", 10, 86400, "seconds a snapshot and its copy may take, e.g. 600"),
     )
-    for key, low, high, fix in rules:
-        findings_.whole(f"backup:{key}", b.get(key), low, high, fix)
+    findings_.wholes("backup", b, rules)
     age = b.get("max_age")
     if age is not None and (isinstance(age, bool) or not isinstance(age, int) or age < 60):
         findings_.error(

@@ -74,5 +74,4 @@ def validate(settings, findings):
         ("nospace_margin_pct", 1, 90, "disarm NOSPACE only this far below the quota, e.g. 20"),
         ("defrag_timeout", 10, 3600, "seconds one member's defragmentation may take, e.g. 300"),
     )
-    for key, low, high, fix in rules:
-        findings.whole(f"maintenance:{key}", m.get(key), low, high, fix)
+    findings.wholes("maintenance", m, rules)

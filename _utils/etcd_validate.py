@@ -59,6 +59,11 @@ class Findings:
                     f"{name}:{key}", f"must be true or false, not {section.get(key)!r}", f"set `etcd:{name}:{key}`"
                 )
 
+    def wholes(self, name, section, rules):
+        """`whole` for each (key, low, high, fix) of a section's table of rules."""
+        for key, low, high, fix in rules:
+            self.whole(f"{name}:{key}", section.get(key), low, high, fix)
+
     def whole(self, key, value, low, high, fix):
         """`value` when it is a whole number from `low` to `high`, else None and the error."""
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
