@@ -482,8 +482,13 @@ def test_files_mode_installs_checked_files_and_refuses_wrong_ones(tls, site):
     assert tls.digest("etcd1") == before
     site["etcd"]["tls"]["files"] = files
     tls.set_site(site)
-    # The same files as etcd1 has: only the settings record changes, then nothing.
-    assert changed(ok(apply(tls, "etcd1")["etcd1"])) == ["etcd-config-settings-file-serialize"]
+    # The same files as etcd1 has: the settings record changes and the renewal job goes
+    # (files mode: certificates are renewed where they are made), then nothing.
+    assert sorted(changed(ok(apply(tls, "etcd1")["etcd1"]))) == [
+        "etcd-config-settings-file-serialize",
+        "etcd-tls-renew-schedule-schedule-absent",
+    ]
+    assert "etcd-tls-renew" not in salt(tls, "etcd1", "schedule.list", "return_yaml=False")["etcd1"]
     assert changed(ok(apply(tls, "etcd1")["etcd1"])) == []
 
 
