@@ -15,7 +15,7 @@ import etcd_fresh
 # One shared copy of each synced _utils module, all replaced after a sync (etcd_fresh).
 (etcd_node, etcd_releases) = etcd_fresh.load("etcd_node", "etcd_releases")
 
-from salt.exceptions import CommandExecutionError  # noqa: E402
+from salt.exceptions import CommandExecutionError, MinionError  # noqa: E402
 
 __virtualname__ = "etcd_install"
 
@@ -76,7 +76,12 @@ def fetch(version, url, sha256, install_dir="/opt/etcd"):
     work = tempfile.mkdtemp(prefix=f".fetch-{version}-", dir=install_dir)
     try:
         tarball = os.path.join(work, etcd_releases.tarball_name(version))
-        got = __salt__["cp.get_url"](url, tarball)
+        try:
+            got = __salt__["cp.get_url"](url, tarball)
+        except MinionError as exc:  # a mirror down or a 404: its words, not a traceback
+            raise CommandExecutionError(
+                f"could not download {url}: {exc}; refused, nothing installed. Check etcd:source:url and the mirror"
+            ) from exc
         if isinstance(got, str) and os.path.isfile(got):
             tarball = got  # file:// URLs are read in place, not copied
         if not got or not os.path.isfile(tarball):

@@ -52,6 +52,19 @@ def test_checksum_mismatch_is_refused_and_keeps_the_binary(loaders, dirs):
     assert sorted(os.listdir(dirs["install_dir"])) == ["3.4.23"]  # nothing unpacked, no temp left
 
 
+@pytest.mark.parametrize(
+    "where", ["http://127.0.0.1:9/etcd-v{version}-linux-amd64.tar.gz", "file:///nonexistent/x.tgz"]
+)
+def test_an_unreachable_mirror_is_refused_with_its_reason_and_keeps_the_binary(loaders, dirs, where):
+    sums = release_checksums()
+    assert installed(loaders, "3.4.23", sums, dirs).result is True
+    ret = loaders.states.etcd_install.installed(name="3.5.1", source=where, checksums=sums, **dirs)
+    assert ret.result is False and "could not download" in ret.comment and "etcd:source:url" in ret.comment
+    assert "Traceback" not in ret.comment, ret.comment
+    assert loaders.modules.etcd_install.active_version(dirs["bin_dir"]) == "3.4.23"
+    assert sorted(os.listdir(dirs["install_dir"])) == ["3.4.23"]
+
+
 def test_test_mode_changes_nothing(loaders, dirs, minion_opts):
     loaders.opts["test"] = True
     try:
