@@ -4,8 +4,10 @@ view of a job `etcd_health.scheduled` compares instead of asking the minion daem
 
 import importlib.util
 import inspect
+import socket
 import sys
 
+import salt.minion
 import salt.modules.mine
 import salt.modules.schedule
 
@@ -40,6 +42,30 @@ def test_the_mine_event_is_the_one_mine_send_fires():
     mine = (REPO / "_utils" / "etcd_mine.py").read_text()
     assert '{"cmd": "_mine", "data": {name: data}, "id": opts["id"], "clear": False}' in mine
     assert 'fire(load, "_minion_mine")' in mine
+
+
+def test_the_daemon_sends_mine_data_synchronously_so_a_down_master_is_not_asked():
+    # The minion daemon's _mine_send blocks its loop (scheduler included) with retries: the
+    # reason etcd_mine.send first checks that the master's port answers. When Salt makes
+    # it asynchronous, that check can go.
+    source = inspect.getsource(salt.minion.Minion._mine_send)
+    assert "def _mine_send" in source and "async def" not in source and "tries=" in source
+
+
+def test_the_master_port_check(tmp_path):
+    sys.path.insert(0, str(REPO / "_utils"))
+    import etcd_mine  # noqa: PLC0415
+
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen()
+        port = listening.getsockname()[1]
+        assert etcd_mine.master_reachable({"master_ip": "127.0.0.1", "master_port": port}) is True
+    assert etcd_mine.master_reachable({"master_ip": "127.0.0.1", "master_port": port}) is False
+    assert etcd_mine.master_reachable({"master": ["m1", "m2"]}) is True  # multi-master: the daemon chooses
+    fired = []
+    etcd_mine.send({"id": "etcd1", "master_ip": "127.0.0.1", "master_port": port}, lambda *a: fired.append(a), "x", {})
+    assert fired == []  # nothing handed to a daemon that would block on it
 
 
 def test_a_held_job_reads_as_schedule_list_shows_it(loaders):
