@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import pwd
+import time
 
 import etcd_fresh
 
@@ -128,7 +129,8 @@ def renew_due():
     s = _settings()
     if not etcd_settings.tls_on(s) or s["tls"]["mode"] != "ca_minion":
         return {"result": True, "renewed": {}, "comment": "no certificates from a CA minion on this member"}
-    due = {kind: reasons for kind, reasons in plan().items() if any(etcd_tls.RENEWAL in r for r in reasons)}
+    timely = (etcd_tls.RENEWAL, etcd_tls.NOT_YET_VALID)  # what time alone makes due
+    due = {kind: reasons for kind, reasons in plan().items() if any(t in r for r in reasons for t in timely)}
     if not due:
         return {
             "result": True,
@@ -222,16 +224,23 @@ def issue(kind):
 def _ask_ca_to_refresh(s):
     """Have the CA minion recompute its signing policies from the master's pillar, once
     per job: a member added to pillar gets its policy without an ``etcd.ca`` apply first."""
+    ca = s["tls"]["ca_minion"]
+    if __context__.get("etcd_tls.ca_refreshed") is etcd_tls.CA_DOWN:
+        raise CommandExecutionError(etcd_tls.ca_down_text(ca, etcd_tls.CA_TIMEOUT_S))
     if "etcd_tls.ca_refreshed" in __context__:
         return
-    ca = s["tls"]["ca_minion"]
     answer = None
     # The new name first; a master whose peer setting still allows only the old one (it
     # answers for one release: README, upgrade notes) is asked by that.
     for function in ("etcd_ca.refresh_policies", "etcd_tls.refresh_policies"):
-        answer = (__salt__["publish.publish"](ca, function, timeout=60) or {}).get(ca)
+        started = time.monotonic()
+        answer = (__salt__["publish.publish"](ca, function, timeout=etcd_tls.CA_TIMEOUT_S) or {}).get(ca)
         if isinstance(answer, dict):
             break
+        if etcd_tls.ca_down(answer, time.monotonic() - started, etcd_tls.CA_TIMEOUT_S):
+            # Down, not refusing: asking again, or x509's own call, would wait as long again.
+            __context__["etcd_tls.ca_refreshed"] = etcd_tls.CA_DOWN
+            raise CommandExecutionError(etcd_tls.ca_down_text(ca, etcd_tls.CA_TIMEOUT_S))
     if not isinstance(answer, dict):
         # The CA's policies stay as its last refresh or etcd.ca; a refusal below says what to do.
         log.warning(

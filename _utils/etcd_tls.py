@@ -150,14 +150,18 @@ def facts(cert):
         eku = sorted(name for name, oid in EKU.items() if oid in usages)
     except x509.ExtensionNotFound:
         eku = []
-    not_after = cert.not_valid_after_utc
+    not_before, not_after = cert.not_valid_before_utc, cert.not_valid_after_utc
     cn = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    now = _now()
     return {
         "serial": f"{cert.serial_number:x}",
         "subject_cn": cn[0].value if cn else None,
         "issuer": cert.issuer.rfc4514_string(),
+        "not_before": not_before.isoformat(),
         "not_after": not_after.isoformat(),
-        "days_left": (not_after - _now()).days,
+        "days_left": (not_after - now).days,
+        # Seconds until it becomes valid: peers and clients refuse it until then.
+        "starts_in_s": max(0, int((not_before - now).total_seconds())),
         "dns": dns,
         "ip": ips,
         "eku": eku,
@@ -183,8 +187,12 @@ def judge(cert_path, key_path, ca_path, want_sans=None, want_eku=(), renew_days=
         return ["no certificate yet"]
     reasons = []
     f = facts(cert)
-    if f["days_left"] < renew_days:
+    if f["days_left"] < 0:
+        reasons.append(f"expired at {f['not_after']} ({RENEWAL} is {renew_days} days)")
+    elif f["days_left"] < renew_days:
         reasons.append(f"{f['days_left']} days left, {RENEWAL} is {renew_days}")
+    if f["starts_in_s"] > CLOCK_SKEW_S:
+        reasons.append(f"{NOT_YET_VALID} until {f['not_before']}")
     if want_sans is not None:
         want_ip = sorted(str(ipaddress.ip_address(i)) for i in want_sans["ip"])
         if f["dns"] != sorted(want_sans["dns"]) or f["ip"] != want_ip:
@@ -210,6 +218,34 @@ def judge(cert_path, key_path, ca_path, want_sans=None, want_eku=(), renew_days=
 # judge()'s words for a certificate inside its renewal window (the scheduled renewal's
 # only trigger: etcd_tls.renew_due).
 RENEWAL = "renewal threshold"
+
+
+# judge()'s words for a certificate whose notBefore is ahead of this node's clock by more
+# than CLOCK_SKEW_S (a CA with a clock ahead, a file made elsewhere): peers and clients
+# refuse it, so it is reissued like one in its renewal window. A few seconds ahead is a
+# CA minion's clock a little ahead of this one's, not a reason to ask again.
+NOT_YET_VALID = "not valid yet"
+CLOCK_SKEW_S = 300
+
+
+# How long a member waits for the CA minion's answer through the master (publish). A CA
+# that refuses (peer setting) answers at once; one that is down or not connected lets
+# the whole wait run out, and then the member stops asking for the rest of its job.
+CA_TIMEOUT_S = 30
+CA_DOWN = "ca minion down"
+
+
+def ca_down(answer, waited_s, timeout_s):
+    """Whether the CA minion is down rather than refusing (pure): no answer at all, after
+    the whole wait."""
+    return not isinstance(answer, (dict, str)) and waited_s >= timeout_s - 1
+
+
+def ca_down_text(ca, timeout_s):
+    return (
+        f"the CA minion {ca} did not answer within {timeout_s} s: it is down or not connected to the "
+        f"master (salt-run manage.status). Nothing was issued; bring {ca} up and apply again"
+    )
 
 
 # judge()'s reason for a certificate from a CA that is being rotated out: still trusted,

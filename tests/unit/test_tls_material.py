@@ -76,7 +76,15 @@ def _ca(tmp_path, name):
     return str(key), str(crt)
 
 
-def _leaf(tmp_path, ca, name, sans, days=100, eku=(ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH)):
+def _leaf(
+    tmp_path,
+    ca,
+    name,
+    sans,
+    days=100,
+    eku=(ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH),
+    starts=datetime.timedelta(minutes=-1),
+):
     ca_key, ca_crt = ca
     key_path = tmp_path / f"{name}.key"
     etcd_tls.make_key(str(key_path))
@@ -91,7 +99,7 @@ def _leaf(tmp_path, ca, name, sans, days=100, eku=(ExtendedKeyUsageOID.SERVER_AU
         .issuer_name(issuer)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_before(now + starts)
         .not_valid_after(now + datetime.timedelta(days=days))
         .add_extension(x509.SubjectAlternativeName(alt), critical=False)
         .add_extension(x509.ExtendedKeyUsage(list(eku)), critical=False)
@@ -133,6 +141,27 @@ def test_each_reason_to_reissue(tmp_path):
     client, ckey = _leaf(tmp_path, ca, "client", SANS, eku=(ExtendedKeyUsageOID.CLIENT_AUTH,))
     assert "extended key usage lacks serverAuth" in etcd_tls.judge(client, ckey, ca[1], SANS, EKU, 30)
     assert etcd_tls.judge(str(tmp_path / "none.crt"), key, ca[1], SANS, EKU, 30) == ["no certificate yet"]
+
+
+# When a certificate is valid, against this node's clock: (notBefore from now, days to
+# notAfter) -> the reasons judge() gives, by their leading words. Expired and not yet valid
+# are reissued by the next apply and by the renewal job; a notBefore a little ahead is a CA
+# clock a little ahead, no reason to ask again.
+VALIDITY = [
+    (datetime.timedelta(minutes=-1), 100, []),
+    (datetime.timedelta(seconds=30), 100, []),
+    (datetime.timedelta(hours=2), 100, [etcd_tls.NOT_YET_VALID]),
+    (datetime.timedelta(days=-10), -1, ["expired at"]),
+]
+
+
+@pytest.mark.parametrize(("starts", "days", "leading"), VALIDITY)
+def test_validity_in_time(tmp_path, starts, days, leading):
+    ca = _ca(tmp_path, "client-ca")
+    crt, key = _leaf(tmp_path, ca, "server", SANS, days=days, starts=starts)
+    reasons = etcd_tls.judge(crt, key, ca[1], SANS, EKU, 30)
+    assert [r for r in reasons if not any(r.startswith(w) for w in leading)] == [], reasons
+    assert len(reasons) == len(leading), reasons
 
 
 def test_a_node_that_slept_through_a_rotation_is_judged_by_the_cas_the_apply_will_write(tmp_path):
@@ -198,3 +227,18 @@ def test_a_bundle_minion_gets_the_cn_pillar_gives_it_never_its_own_choice():
     assert etcd_topology.bundle_cns(s) == {
         "etcd1": "etcd-client", "etcd2": "etcd-client", "k8s-master2": "storageos-etcd", "reader": "etcd-client"
     }  # fmt: skip
+
+
+# The CA minion's answer to the policy refresh, and how long it took -> down (stop asking)?
+CA_ANSWERS = [
+    ({"client": "ok"}, 0.4, False),  # answered
+    ("'etcd_ca.refresh_policies' is not available.", 0.2, False),  # refused: its words say why
+    (None, 0.1, False),  # nothing at once: the master's peer setting refused the publish
+    (None, 29.2, True),  # nothing after the whole wait: down or not connected
+    (None, 31.0, True),
+]
+
+
+@pytest.mark.parametrize(("answer", "waited", "down"), CA_ANSWERS)
+def test_a_ca_minion_that_is_down_is_told_from_one_that_refuses(answer, waited, down):
+    assert etcd_tls.ca_down(answer, waited, 30) is down
