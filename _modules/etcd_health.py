@@ -186,8 +186,8 @@ def health(event=False):
 def _health(s):
     me = __opts__["id"]
     client = etcd_topology.client(s, me, timeout=s["health"]["timeout"])
-    certs = _certificate_days(s)
-    report = etcd_health.assess(etcd_health.gather(client, s, me), s, certs)
+    certs, disk = _certificate_days(s), _disk(s)
+    report = etcd_health.assess(etcd_health.gather(client, s, me), s, certs, disk)
     if etcd_health.electing(report):
         # Do not page for an election: look again, once a second, for up to two election
         # timeouts (etcd randomises each follower's timeout within that), then judge.
@@ -195,7 +195,7 @@ def _health(s):
         deadline = started + 2 * s["tuning"]["election_timeout"] / 1000 + 1
         while etcd_health.electing(report) and time.monotonic() < deadline:
             time.sleep(1)
-            report = etcd_health.assess(etcd_health.gather(client, s, me), s, certs)
+            report = etcd_health.assess(etcd_health.gather(client, s, me), s, certs, disk)
         report["rechecked"] = {"first_verdict": first, "after_s": round(time.monotonic() - started, 1)}
     _own_reason(s, report, me)
     report["minion"] = me
@@ -214,13 +214,30 @@ def _own_reason(s, report, me):
                 reason["text"] = f"{reason['text']}: etcd exits with: {why}"
 
 
+def _disk(s):
+    """Free space where etcd writes: the data dir, or the nearest parent that exists."""
+    path = s["paths"]["data"]
+    while not os.path.isdir(path) and os.path.dirname(path) != path:
+        path = os.path.dirname(path)
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return None
+    return {"path": path, "free_bytes": st.f_bavail * st.f_frsize, "total_bytes": st.f_blocks * st.f_frsize}
+
+
 def _certificate_days(s):
     if not etcd_settings.tls_on(s) or s["tls"]["mode"] not in etcd_settings.TLS_MODES:
         return {}
     out = {}
     for what in etcd_tls.CERTS:
         cert = etcd_tls.load_cert(etcd_settings.tls_path(s, what))
-        out[etcd_settings.tls_path(s, what)] = {"days_left": etcd_tls.facts(cert)["days_left"] if cert else -1}
+        f = etcd_tls.facts(cert) if cert else {"days_left": -1, "starts_in_s": 0}
+        out[etcd_settings.tls_path(s, what)] = {
+            "days_left": f["days_left"],
+            "starts_in_s": f["starts_in_s"],
+            "not_yet_valid": f["starts_in_s"] > etcd_tls.CLOCK_SKEW_S,
+        }
     return out
 
 

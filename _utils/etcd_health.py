@@ -230,16 +230,40 @@ def _one(facts, key, fn, *args):
         return None
 
 
-def assess(facts, settings, certificates=None):  # noqa: PLR0912, PLR0915 (the verdict table, one rule per reason code)
-    """The report: members, leader, quota, alarms, versions, findings and the verdict."""
+# etcd preallocates each WAL segment at 64 MiB: with less free on the data dir's
+# filesystem the next segment cannot be made and etcd exits ("no space left on device")
+# long before its NOSPACE alarm, which only guards the quota, could help.
+DISK_FULL_BYTES = 64 * 1024 * 1024
+
+
+def disk_findings(member, disk):
+    """The data dir's filesystem as a reason (pure): `disk` is {"path", "free_bytes",
+    "total_bytes"} read on the member, None when it could not be read."""
+    if not isinstance(disk, dict) or not isinstance(disk.get("free_bytes"), int):
+        return []
+    free = disk["free_bytes"]
+    if free >= DISK_FULL_BYTES:
+        return []
+    text = (
+        f"{disk.get('path')} has {free // (1024 * 1024)} MiB free (< 64 MiB, one WAL segment): etcd stops with "
+        "'no space left on device'; grow the filesystem or move the data dir (README: Reliability)"
+    )
+    return [_reason("disk_full", member, text, "critical")]
+
+
+def assess(facts, settings, certificates=None, disk=None):  # noqa: PLR0912, PLR0915 (the verdict table, one rule per reason code)
+    """The report: members, leader, quota, alarms, versions, findings and the verdict.
+    `certificates` and `disk` are what the member read locally (they count even when no
+    member answers)."""
     h = settings["health"]
-    reasons = []
+    reasons = disk_findings(facts.get("local"), disk)
     report = {
         "cluster": settings["cluster"]["name"],
         "local": facts.get("local"),
         "duration_ms": facts.get("duration_ms"),
         "errors": facts.get("errors", []),
         "certificates": certificates or {},
+        "disk": disk,
     }
     listing = facts.get("listing")
     if listing is None:
@@ -355,6 +379,9 @@ def assess(facts, settings, certificates=None):  # noqa: PLR0912, PLR0915 (the v
             reasons.append(_reason("cert_expired", facts.get("local"), f"{path} expired", "critical"))
         elif days is not None and days < h["cert_days"]:
             reasons.append(_reason("cert_expiring", facts.get("local"), f"{path} expires in {days} days"))
+        if cert.get("not_yet_valid"):
+            text = f"{path} is not valid for another {cert['starts_in_s']} s: peers and clients refuse it"
+            reasons.append(_reason("cert_not_yet_valid", facts.get("local"), text, "critical"))
 
     backup = facts.get("backup") or {}
     since = (backup.get("since") or {}).get("time")

@@ -38,6 +38,8 @@ GATE = [
     ([reason("quota_critical", "etcd1", "critical")], MEMBERS, []),
     ([reason("cert_expiring", "etcd1")], MEMBERS, []),
     ([reason("cert_expired", "etcd1", "critical")], MEMBERS, []),
+    ([reason("cert_not_yet_valid", "etcd1", "critical")], MEMBERS, []),
+    ([reason("disk_full", "etcd1", "critical")], MEMBERS, []),  # its member_down, if any, blocks
     ([reason("raft_lag", "etcd2")], MEMBERS, []),
     ([reason("version_skew")], MEMBERS, []),
     ([reason("peer_urls_mismatch", "etcd1"), reason("client_urls_mismatch", "etcd1")], MEMBERS, []),

@@ -222,6 +222,10 @@ def test_expiring_and_expired_certificates():
         copy.deepcopy(healthy_facts()), settings(), certificates={"/etc/etcd/pki/peer.crt": {"days_left": -1}}
     )
     assert report["verdict"] == "critical"
+    future = {"/etc/etcd/pki/peer.crt": {"days_left": 365, "starts_in_s": 7200, "not_yet_valid": True}}
+    report = etcd_health.assess(copy.deepcopy(healthy_facts()), settings(), certificates=future)
+    assert ("cert_not_yet_valid", "etcd1") in codes(report) and report["verdict"] == "critical"
+    assert "7200 s" in report["reasons"][0]["text"], report["reasons"]
 
 
 class DownHere:
@@ -330,3 +334,28 @@ def _missing(*names):
 )
 def test_the_gate_stops_waiting_only_for_a_pillar_member_without_a_minion(reasons, announced, absent):
     assert etcd_health.without_minion(reasons, announced, "storageos") == absent
+
+
+MIB = 1024 * 1024
+# The data dir's filesystem: free bytes -> the reason codes it gives (64 MiB: one WAL segment).
+DISK = [
+    ({"path": "/var/lib/etcd", "free_bytes": 10 * 1024 * MIB, "total_bytes": 20 * 1024 * MIB}, []),
+    ({"path": "/var/lib/etcd", "free_bytes": 64 * MIB, "total_bytes": 100 * MIB}, []),
+    ({"path": "/var/lib/etcd", "free_bytes": 64 * MIB - 1, "total_bytes": 100 * MIB}, ["disk_full"]),
+    ({"path": "/var/lib/etcd", "free_bytes": 0, "total_bytes": 100 * MIB}, ["disk_full"]),
+    (None, []),  # not readable: no finding rather than a guess
+    ({"path": "/var/lib/etcd", "free_bytes": "0"}, []),
+]
+
+
+@pytest.mark.parametrize(("disk", "found"), DISK)
+def test_the_data_dir_filesystem(disk, found):
+    assert [r["code"] for r in etcd_health.disk_findings("etcd1", disk)] == found
+
+
+def test_a_full_disk_is_critical_even_when_no_member_answers():
+    facts = {"local": "etcd1", "errors": ["member list: refused"], "listing": None, "members": {}, "alarms": []}
+    disk = {"path": "/var/lib/etcd", "free_bytes": 3 * MIB, "total_bytes": 100 * MIB}
+    report = etcd_health.assess(facts, settings(), disk=disk)
+    assert report["verdict"] == "critical" and ("disk_full", "etcd1") in codes(report)
+    assert "3 MiB free" in next(r["text"] for r in report["reasons"] if r["code"] == "disk_full")
