@@ -38,3 +38,8 @@ def stop(state):
     pid = (state.get("mirror") or {}).get("pid")
     if pid:
         _stop_group(pid, 5)
+
+
+def running(state):
+    """Whether the mirror answers (a fault row stops it and starts it again)."""
+    return bool((state.get("mirror") or {}).get("pid")) and port_open(state["gateway"], PORT)

@@ -8,6 +8,7 @@ was survived and what was lost.
 Each row says what is expected of it next to the fault.
 """
 
+import datetime
 import json
 import os
 import sys
@@ -15,14 +16,18 @@ import threading
 import time
 
 import pytest
-from results import MEMBERS, by_id, form_cluster, host_client_bundle, ok, pids, set_site, tls_site, wipe
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from results import MEMBERS, by_id, changed, form_cluster, host_client_bundle, ok, pids, set_site, tls_site, wipe
 
-from labkit.preflight import REPO
+from labkit import mirror
+from labkit.preflight import RELEASES, REPO
 from labkit.traffic import Traffic, assert_no_loss, urls
 
 sys.path.insert(0, str(REPO / "_utils"))
 import etcd_client  # noqa: E402
 import etcd_lock  # noqa: E402
+import etcd_releases  # noqa: E402
 
 CLUSTER = "catlab"
 SERVICE = {"restart_timeout": 30, "lock_ttl": 10, "health_timeout": 15, "lock_wait": 180}
@@ -120,7 +125,8 @@ class Fault:
         nobody removes) until the gate finds nothing wrong (asked on etcd1)."""
 
         def healthy():
-            return self.lab.salt("etcd1", "etcd_health.healthy")["etcd1"].get("healthy") is True
+            got = self.lab.salt("etcd1", "etcd_health.healthy").get("etcd1")  # none: not reconnected yet
+            return isinstance(got, dict) and got.get("healthy") is True
 
         self.lab.wait(healthy, timeout, 1, f"{self.fault}: a healthy cluster again")
         return time.monotonic() - since
@@ -366,3 +372,358 @@ def test_etcd_binary_deleted(cluster):
     what = "restarted (guarded)" if restarted else "not restarted"
     f.record(f"install: {short(install['comment'], 80)}; {version}; etcd {what}", healed, "apply")
     assert f.row["quorum_kept"], f.serving
+
+
+def test_two_applies_at_once(cluster):
+    """Two `state.apply etcd` at once on all members with a change that needs restarts,
+    the second with concurrent=True so that Salt's own refusal is not what protects the
+    cluster: expected one member down at a time (sampled), each member restarted once
+    over both runs, and a third apply that changes nothing."""
+    fault = "two applies at once"
+    row_enabled(fault)
+    before = pids(cluster)
+    set_site(cluster, site(cluster, tuning={"snapshot_count": 90000}))
+    with Fault(cluster, fault, "one member down at a time; each restarted once; a third apply changes nothing") as f:
+        runs = [{}, {}]
+        workers = [
+            threading.Thread(target=lambda: runs[0].update(cluster.apply(MEMBERS, timeout=300))),
+            threading.Thread(target=lambda: runs[1].update(cluster.apply(MEMBERS, "concurrent=True", timeout=300))),
+        ]
+        workers[0].start()
+        # The second only once the first runs everywhere (else the first is the one Salt refuses).
+        cluster.wait(lambda: all(cluster.salt(n, "saltutil.running")[n] for n in MEMBERS), 30, 0.2, "the first apply")
+        workers[1].start()
+        for w in workers:
+            w.join()
+        f.mark("both returned")
+        restarts = {n: 0 for n in MEMBERS}
+        comments = []
+        for run in runs:
+            for name in MEMBERS:
+                running = by_id(ok(run[name]))[RUNNING]
+                restarts[name] += 1 if "restarted" in (running["changes"] or {}) else 0
+                comments.append(running["comment"])
+        assert restarts == {n: 1 for n in MEMBERS}, (restarts, comments)
+        assert all(pids(cluster)[n] != before[n] for n in MEMBERS)
+        for states in cluster.apply(MEMBERS).values():
+            assert changed(ok(states)) == []
+        healed = f.healthy_again(time.monotonic())
+    f.record("each member restarted once over both runs, under the lock; the third apply changed nothing", healed)
+    assert f.row["quorum_kept"] and f.row["min_serving"] >= 2, f.serving
+
+
+def _reissue(lab, member, fname, ca, not_before, not_after):
+    """`member`'s certificate `fname` signed again by the CA minion's `ca` with another
+    validity: the same subject, public key and extensions, so that only time is wrong
+    (the lab's nodes share the host's clock, so the certificate is made wrong, not the
+    clock). Written in place: owner and mode stay."""
+    pki = "/etc/etcd/pki"
+    cert = x509.load_pem_x509_certificate(lab.exec(member, "cat", f"{pki}/{fname}", check=True).stdout.encode())
+    ca_cert = x509.load_pem_x509_certificate(lab.exec("ca1", "cat", f"{CA_DIR}/{ca}.crt", check=True).stdout.encode())
+    ca_key = serialization.load_pem_private_key(
+        lab.exec("ca1", "cat", f"{CA_DIR}/{ca}.key", check=True).stdout.encode(), None
+    )
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(cert.subject)
+        .issuer_name(ca_cert.subject)
+        .public_key(cert.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+    )
+    for ext in cert.extensions:
+        if ext.oid != x509.oid.ExtensionOID.AUTHORITY_KEY_IDENTIFIER:
+            builder = builder.add_extension(ext.value, ext.critical)
+    pem = builder.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM).decode()
+    lab.exec(member, "bash", "-c", f"cat > {pki}/{fname} <<'EOF'\n{pem}EOF", check=True)
+    return cert.serial_number
+
+
+CA_DIR = "/etc/pki/etcd-ca"
+CERTS = "etcd-tls-certificates-etcd_tls-certificates"
+
+
+@pytest.mark.parametrize(
+    ("fault", "member", "fname", "ca", "window", "code", "words"),
+    [
+        ("certificate expired", "etcd2", "server.crt", "client-ca", (-40, -1), "cert_expired", "expired at"),
+        ("certificate not yet valid", "etcd3", "peer.crt", "peer-ca", (1, 365), "cert_not_yet_valid", "not valid yet"),
+    ],
+)
+def test_certificate_out_of_its_validity(cluster, fault, member, fname, ca, window, code, words):
+    """A member's certificate expired, or not valid before a day from now: expected the
+    health report names it (critical, with the file), etcd does not crash-loop over it,
+    and the next apply reissues it for that reason (no restart: etcd reads its
+    certificates at each handshake)."""
+    row_enabled(fault)
+    now = datetime.datetime.now(datetime.timezone.utc)  # noqa: UP017
+    with Fault(cluster, fault, f"{code} reported; etcd keeps running; the next apply reissues it") as f:
+        before = pids(cluster, [member])
+        start, end = (now + datetime.timedelta(days=d) for d in window)
+        old_serial = _reissue(cluster, member, fname, ca, start, end)
+        struck = time.monotonic()
+        report = cluster.salt(member, "etcd_health.health")[member]
+        found = [r for r in report["reasons"] if r["code"] == code and r["member"] == member]
+        assert found and found[0]["level"] == "critical" and fname in found[0]["text"], report["reasons"]
+        assert report["verdict"] == "critical", report
+        states = by_id(ok(cluster.apply(member)[member]))
+        issued = states[CERTS]["changes"]["issued"]
+        kind = fname.removesuffix(".crt")
+        assert any(words in why for why in issued[kind]["why"]), issued
+        assert pids(cluster, [member]) == before  # never restarted, never crash-looped
+        after = cluster.salt(member, "etcd_health.health")[member]
+        assert not [r for r in after["reasons"] if r["code"].startswith("cert_")], after["reasons"]
+        healed = f.healthy_again(struck)
+    f.record(
+        f"health: {code} critical ({short(found[0]['text'], 70)}); "
+        f"apply reissued {kind} ({short(issued[kind]['why'][0], 50)}), "
+        f"serial {old_serial:x} -> {issued[kind]['serial']}; etcd not restarted",
+        healed,
+        "apply (or wait for the etcd-tls-renew job)",
+    )
+    assert f.row["quorum_kept"], f.serving
+
+
+def test_bad_tarball_and_mirror_down(cluster):
+    """An upgrade (3.5.1 -> 3.5.33) from the site's HTTP mirror, first serving a truncated
+    tarball under the release's name (its published sha256 is the formula's), then down:
+    expected refused with the reason each time, the old binary stays, etcd keeps running
+    unrestarted, nothing is left half-installed; back to the old version, nothing changes."""
+    fault = "corrupt tarball, mirror down"
+    row_enabled(fault)
+    fake = RELEASES / etcd_releases.tarball_name(NEWER)
+    good = (RELEASES / etcd_releases.tarball_name("3.5.1")).read_bytes()
+    restore = cluster.site()
+    s = site(cluster, version=NEWER)
+    s["etcd"]["source"]["url"] = cluster.state["mirror"]["url"] + "/etcd-v{version}-linux-amd64.tar.gz"
+    s["etcd"]["source"]["checksums"] = {k: v for k, v in s["etcd"]["source"]["checksums"].items() if k != NEWER}
+    before = pids(cluster)
+    link = {n: cluster.exec(n, "readlink", "-f", "/usr/local/bin/etcd", check=True).stdout for n in MEMBERS}
+    said = {}
+    with Fault(cluster, fault, "refused with the reason; old binary stays; etcd keeps running") as f:
+        try:
+            fake.write_bytes(good[: len(good) // 2])  # a transfer cut short
+            set_site(cluster, s)
+            for how in ("truncated", "mirror down"):
+                if how == "mirror down":
+                    mirror.stop(cluster.state)
+                ret = cluster.apply(MEMBERS)
+                for name in MEMBERS:
+                    install = by_id(ret[name])[INSTALL]
+                    assert install["result"] is False, install
+                    said.setdefault(how, install["comment"])
+                f.mark(how)
+        finally:
+            fake.unlink(missing_ok=True)
+            if not mirror.running(cluster.state):
+                mirror.start(cluster.state)
+            set_site(cluster, restore)  # whatever failed: the next rows run on the old version
+        assert "checksum mismatch" in said["truncated"] and "refused, nothing installed" in said["truncated"]
+        assert "could not download" in said["mirror down"], said
+        for name in MEMBERS:
+            assert cluster.exec(name, "readlink", "-f", "/usr/local/bin/etcd", check=True).stdout == link[name]
+            left = cluster.exec(name, "bash", "-c", f"ls -d /opt/etcd/{NEWER} /opt/etcd/.fetch-* 2>/dev/null").stdout
+            assert left == "", left
+        assert pids(cluster) == before
+        set_site(cluster, restore)
+        for states in cluster.apply(MEMBERS).values():
+            assert changed(ok(states)) == []
+        healed = f.healthy_again(time.monotonic())
+    f.record(
+        "; ".join(f"{how}: {short(text, 90)}" for how, text in said.items()) + "; etcd not restarted",
+        healed,
+        "fix the mirror or etcd:source:url, apply again",
+    )
+    assert f.row["quorum_kept"] and f.row["min_serving"] == 3, f.serving
+
+
+NEWER = "3.5.33"
+INSTALL = "etcd-install-binaries-etcd_install-installed"
+
+
+def test_ca_minion_down(cluster):
+    """The CA minion down during an apply that needs no new certificate (expected: it
+    succeeds and changes nothing) and during one that does (etcd2's admin certificate
+    gone; expected: fails naming the CA, changes nothing else on the node; after the CA
+    is back the next apply converges)."""
+    fault = "CA minion down"
+    row_enabled(fault)
+    with Fault(cluster, fault, "no new certificate: succeeds; one needed: fails clearly, converges later") as f:
+        cluster.crash("ca1")
+        try:
+            started = time.monotonic()
+            for states in cluster.apply(MEMBERS).values():
+                assert changed(ok(states)) == []
+            quiet = time.monotonic() - started
+            cluster.exec("etcd2", "rm", "-f", "/etc/etcd/pki/admin.crt", check=True)
+            before = cluster.digest("etcd2")
+            started = time.monotonic()
+            states = by_id(cluster.apply("etcd2")["etcd2"])
+            needing = time.monotonic() - started
+            certs = states[CERTS]
+            assert certs["result"] is False and "admin" in certs["comment"], certs
+            assert cluster.digest("etcd2") == before
+        finally:
+            if not cluster.running("ca1"):
+                cluster.boot("ca1")
+        back = time.monotonic()
+        issued = by_id(ok(cluster.apply("etcd2")["etcd2"]))[CERTS]["changes"]["issued"]
+        assert list(issued) == ["admin"], issued
+        healed = f.healthy_again(back)
+    f.record(
+        f"no certificate needed: applied in {quiet:.1f} s, no changes; admin needed: failed in {needing:.1f} s "
+        f"({short(certs['comment'], 80)}), node unchanged; converged after boot",
+        healed,
+        "bring the CA minion back, apply",
+    )
+    assert f.row["quorum_kept"] and f.row["min_serving"] == 3, f.serving
+
+
+def _report_time(lab, name):
+    raw = lab.exec(name, "cat", "/var/lib/etcd-formula/health.json").stdout
+    return json.loads(raw)["time"] if raw else 0
+
+
+def test_master_down_while_the_health_schedule_runs(cluster, event_listener):
+    """The salt-master stopped for six health intervals: expected the members' checks
+    go on (each writes its report to /var/lib/etcd-formula/health.json, which the
+    metrics textfile and a local operator read), their events of that time are lost (a
+    minion does not queue events for a master it cannot reach), and reports from every
+    member arrive again once the master is back. Measured, not assumed: how many checks
+    each member ran meanwhile (Salt's minion runs its scheduler late while it cannot
+    reach its master)."""
+    fault = "master down"
+    row_enabled(fault)
+    interval, outage = 10, 60
+    set_site(cluster, site(cluster, health={"schedule": True, "interval": interval, "splay": 0}))
+    for states in cluster.apply(MEMBERS).values():
+        ok(states)
+    tag = f"etcd/{CLUSTER}/health/*"
+    try:
+        with Fault(cluster, fault, "checks go on locally; events of the outage lost; reports resume") as f:
+            ran = {n: set() for n in MEMBERS}
+            with cluster.master.stopped():
+                down = time.time()
+                f.mark("master stopped")
+                while time.time() < down + outage:
+                    for n in MEMBERS:
+                        t = _report_time(cluster, n)
+                        if t > down:
+                            ran[n].add(t)
+                    time.sleep(1)
+                up, started = time.time(), time.monotonic()
+            f.mark("master started")
+            checks = {n: len(t) for n, t in ran.items()}
+            assert all(checks.values()), f"a member ran no check in {outage} s without its master: {checks}"
+            resumed = {}
+
+            def every_member_reported():
+                for e in event_listener.get_events([(cluster.master.id, tag)], after_time=up):
+                    sender = e.data.get("id")
+                    if sender in MEMBERS:
+                        resumed.setdefault(sender, e.stamp.timestamp() - up)
+                return sorted(resumed) == MEMBERS
+
+            cluster.wait(every_member_reported, 6 * interval, 1, "a report from every member after the restart")
+            during = [
+                e
+                for e in event_listener.get_events([(cluster.master.id, tag)], after_time=down)
+                if e.stamp.timestamp() < up
+            ]
+            healed = f.healthy_again(started)
+    finally:
+        set_site(cluster, site(cluster))
+        for states in cluster.apply(MEMBERS).values():
+            ok(states)
+    f.record(
+        f"checks run meanwhile (health.json), {outage // interval} due each: "
+        + ", ".join(f"{n} {c}" for n, c in sorted(checks.items()))
+        + f"; {len(during)} events of the outage arrived; every member reported again "
+        f"{max(resumed.values()):.1f} s after the master started",
+        healed,
+        "none (start the master)",
+    )
+    assert f.row["quorum_kept"] and f.row["min_serving"] == 3, f.serving
+
+
+def test_data_dir_filesystem_full(cluster):
+    """etcd3 stopped, its data moved onto a small tmpfs mounted on the data dir, started
+    again, then the cluster writes until that filesystem is full: expected etcd3 stops
+    with 'no space left on device' and its health report says so (disk_full, critical,
+    and member_down with etcd's reason); nothing is lost on the others, who keep quorum;
+    the documented recovery (a bigger filesystem at the same path: here the tmpfs grown,
+    then etcd started) brings it back with every write."""
+    fault = "data dir filesystem full"
+    row_enabled(fault)
+    data = "/var/lib/etcd"
+    c = etcd_client.Client(urls(cluster, ["etcd1", "etcd2"], "https"), 5, *cluster.writer_tls)
+    with Fault(
+        cluster, fault, "etcd3 stops with ENOSPC, reported critical; others keep quorum; recovery documented"
+    ) as f:
+        cluster.exec("etcd3", "systemctl", "stop", "etcd", check=True)
+        f.cut.add("etcd3")
+        used = int(cluster.exec("etcd3", "du", "-sm", data, check=True).stdout.split()[0])
+        size, filled = used + 24, 0
+        script = (
+            f"cp -a {data} /root/etcd-before-tmpfs && mount -t tmpfs -o size={size}m,mode=0700 tmpfs {data} && "
+            f"cp -a /root/etcd-before-tmpfs/. {data}/ && chown etcd:etcd {data} && rm -rf /root/etcd-before-tmpfs"
+        )
+        try:
+            cluster.exec("etcd3", "bash", "-c", script, check=True)
+            cluster.exec("etcd3", "systemctl", "start", "etcd", check=True)
+            stopped_at = None
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                c.put(f"/fill/{filled}", "x" * 512 * 1024)  # replicated to etcd3 until it cannot
+                filled += 1
+                if cluster.exec("etcd3", "systemctl", "is-active", "etcd").stdout.strip() != "active":
+                    stopped_at = time.monotonic()
+                    break
+            assert stopped_at, f"etcd3 kept running after {filled} writes of 512 KiB on a {size} MiB filesystem"
+            f.mark("etcd3 stopped")
+
+            def reported():
+                report = cluster.salt("etcd3", "etcd_health.health")["etcd3"]
+                full = [r for r in report["reasons"] if r["code"] == "disk_full"]
+                down = [r for r in report["reasons"] if r["code"] == "member_down" and r["member"] == "etcd3"]
+                if full and down and "no space left" in down[0].get("etcd_error", ""):
+                    reported.report = report
+                    return True
+                return False
+
+            cluster.wait(reported, 60, 2, "etcd3's report of a full disk")
+            report = reported.report
+            assert report["verdict"] == "critical", report
+            # Recovery (README: Reliability): a bigger filesystem at the same path, then start.
+            cluster.exec("etcd3", "mount", "-o", f"remount,size={size + 512}m", data, check=True)
+            recovered = time.monotonic()
+            cluster.exec("etcd3", "systemctl", "reset-failed", "etcd")
+            cluster.exec("etcd3", "systemctl", "restart", "etcd", check=True)
+            f.cut.discard("etcd3")
+            healed = f.healthy_again(recovered)
+            assert c.get(f"/fill/{filled - 2}") is not None
+        finally:
+            # Back to the node's own disk: stop, copy out, unmount, copy in, start.
+            back = (
+                f"systemctl stop etcd; mountpoint -q {data} || exit 0; cp -a {data} /root/etcd-on-tmpfs && "
+                f"umount {data} && rm -rf {data}/member && cp -a /root/etcd-on-tmpfs/. {data}/ && "
+                "rm -rf /root/etcd-on-tmpfs"
+            )
+            cluster.exec("etcd3", "bash", "-c", back, check=True, timeout=120)
+            cluster.exec("etcd3", "systemctl", "start", "etcd", check=True)
+            for i in range(filled):
+                c.delete(f"/fill/{i}")
+        f.healthy_again(time.monotonic())
+    full = next(r for r in report["reasons"] if r["code"] == "disk_full")
+    f.record(
+        f"etcd3 stopped after {filled} x 512 KiB; health critical: {short(full['text'], 60)}; "
+        f"member_down: {short(down_error(report), 60)}",
+        healed,
+        "grow the filesystem (or move the data dir), then start etcd (README: Reliability)",
+    )
+    assert f.row["quorum_kept"], f.serving
+
+
+def down_error(report):
+    return next(r.get("etcd_error", "") for r in report["reasons"] if r["code"] == "member_down")
