@@ -113,6 +113,7 @@ def renew_due():
     """
     The scheduled renewal (the ``etcd-tls-renew`` job runs it on every member): when a
     certificate of this member is inside its renewal window (``etcd:tls:renew_days``),
+    expired, or not valid yet (notBefore more than 5 minutes ahead of this node's clock),
     the certificates state runs alone (``state.single etcd_tls.certificates``, the same
     judgement, CA-rotation rule and swap an apply makes) and the event
     ``etcd/<cluster>/tls/renewed`` (serials, days left) or ``.../renew_failed`` goes to

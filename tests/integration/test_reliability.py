@@ -445,17 +445,27 @@ CERTS = "etcd-tls-certificates-etcd_tls-certificates"
 
 
 @pytest.mark.parametrize(
-    ("fault", "member", "fname", "ca", "window", "code", "words"),
+    ("fault", "member", "fname", "ca", "window", "code", "words", "by"),
     [
-        ("certificate expired", "etcd2", "server.crt", "client-ca", (-40, -1), "cert_expired", "expired at"),
-        ("certificate not yet valid", "etcd3", "peer.crt", "peer-ca", (1, 365), "cert_not_yet_valid", "not valid yet"),
+        ("certificate expired", "etcd2", "server.crt", "client-ca", (-40, -1), "cert_expired", "expired at", "apply"),
+        (
+            "certificate not yet valid",
+            "etcd3",
+            "peer.crt",
+            "peer-ca",
+            (1, 365),
+            "cert_not_yet_valid",
+            "not valid yet",
+            "renewal job",
+        ),
     ],
 )
-def test_certificate_out_of_its_validity(cluster, fault, member, fname, ca, window, code, words):
+def test_certificate_out_of_its_validity(cluster, fault, member, fname, ca, window, code, words, by):
     """A member's certificate expired, or not valid before a day from now: expected the
     health report names it (critical, with the file), etcd does not crash-loop over it,
-    and the next apply reissues it for that reason (no restart: etcd reads its
-    certificates at each handshake)."""
+    and it is reissued for that reason, by the next apply or by what the etcd-tls-renew
+    job runs (etcd_tls.renew_due), with no restart (etcd reads its certificates at each
+    handshake)."""
     row_enabled(fault)
     now = datetime.datetime.now(datetime.timezone.utc)  # noqa: UP017
     with Fault(cluster, fault, f"{code} reported; etcd keeps running; the next apply reissues it") as f:
@@ -467,8 +477,12 @@ def test_certificate_out_of_its_validity(cluster, fault, member, fname, ca, wind
         found = [r for r in report["reasons"] if r["code"] == code and r["member"] == member]
         assert found and found[0]["level"] == "critical" and fname in found[0]["text"], report["reasons"]
         assert report["verdict"] == "critical", report
-        states = by_id(ok(cluster.apply(member)[member]))
-        issued = states[CERTS]["changes"]["issued"]
+        if by == "apply":
+            issued = by_id(ok(cluster.apply(member)[member]))[CERTS]["changes"]["issued"]
+        else:
+            renewal = cluster.salt(member, "etcd_tls.renew_due")[member]
+            assert renewal["result"] is True, renewal
+            issued = renewal["renewed"]
         kind = fname.removesuffix(".crt")
         assert any(words in why for why in issued[kind]["why"]), issued
         assert pids(cluster, [member]) == before  # never restarted, never crash-looped
@@ -477,7 +491,7 @@ def test_certificate_out_of_its_validity(cluster, fault, member, fname, ca, wind
         healed = f.healthy_again(struck)
     f.record(
         f"health: {code} critical ({short(found[0]['text'], 70)}); "
-        f"apply reissued {kind} ({short(issued[kind]['why'][0], 50)}), "
+        f"{by} reissued {kind} ({short(issued[kind]['why'][0], 50)}), "
         f"serial {old_serial:x} -> {issued[kind]['serial']}; etcd not restarted",
         healed,
         "apply (or wait for the etcd-tls-renew job)",

@@ -171,3 +171,12 @@ def test_percentile_of_a_known_series():
     assert etcd_disk.percentile(values, 99) == 99
     assert etcd_disk.percentile(values, 50) == 50
     assert etcd_disk.percentile([], 99) is None
+
+
+@pytest.mark.parametrize(
+    ("ms", "shown"),
+    [(0.0003, 0.001), (0.0, 0.0), (1.2341, 1.235), (10.0, 10.0), (0.001, 0.001)],
+)
+def test_latencies_are_rounded_up_never_down(ms, shown):
+    # A RAM-backed flush (0.3 us) shown as 0.000 ms passed an enforced threshold of 0.0001 ms.
+    assert etcd_disk.up_to_us(ms) == shown
