@@ -232,12 +232,8 @@ def _certificate_days(s):
     out = {}
     for what in etcd_tls.CERTS:
         cert = etcd_tls.load_cert(etcd_settings.tls_path(s, what))
-        f = etcd_tls.facts(cert) if cert else {"days_left": -1, "starts_in_s": 0}
-        out[etcd_settings.tls_path(s, what)] = {
-            "days_left": f["days_left"],
-            "starts_in_s": f["starts_in_s"],
-            "not_yet_valid": f["starts_in_s"] > etcd_tls.CLOCK_SKEW_S,
-        }
+        f = etcd_tls.facts(cert) if cert else {"days_left": -1, "starts_in_s": 0, "not_yet_valid": False}
+        out[etcd_settings.tls_path(s, what)] = {k: f[k] for k in ("days_left", "starts_in_s", "not_yet_valid")}
     return out
 
 

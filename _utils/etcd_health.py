@@ -245,8 +245,8 @@ def disk_findings(member, disk):
     if free >= DISK_FULL_BYTES:
         return []
     text = (
-        f"{disk.get('path')} has {free // (1024 * 1024)} MiB free (< 64 MiB, one WAL segment): etcd stops with "
-        "'no space left on device'; grow the filesystem or move the data dir (README: Reliability)"
+        f"{disk.get('path')} has {free >> 20} MiB free (< {DISK_FULL_BYTES >> 20} MiB, one WAL segment): "
+        "etcd stops with 'no space left on device'; grow the filesystem or move the data dir (README: Reliability)"
     )
     return [_reason("disk_full", member, text, "critical")]
 

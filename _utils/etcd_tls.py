@@ -162,6 +162,7 @@ def facts(cert):
         "days_left": (not_after - now).days,
         # Seconds until it becomes valid: peers and clients refuse it until then.
         "starts_in_s": max(0, int((not_before - now).total_seconds())),
+        "not_yet_valid": (not_before - now).total_seconds() > CLOCK_SKEW_S,
         "dns": dns,
         "ip": ips,
         "eku": eku,
@@ -191,7 +192,7 @@ def judge(cert_path, key_path, ca_path, want_sans=None, want_eku=(), renew_days=
         reasons.append(f"expired at {f['not_after']} ({RENEWAL} is {renew_days} days)")
     elif f["days_left"] < renew_days:
         reasons.append(f"{f['days_left']} days left, {RENEWAL} is {renew_days}")
-    if f["starts_in_s"] > CLOCK_SKEW_S:
+    if f["not_yet_valid"]:
         reasons.append(f"{NOT_YET_VALID} until {f['not_before']}")
     if want_sans is not None:
         want_ip = sorted(str(ipaddress.ip_address(i)) for i in want_sans["ip"])

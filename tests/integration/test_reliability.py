@@ -40,6 +40,10 @@ LOCK = f"/etcd-formula/{CLUSTER}/lock"
 CI_ROWS = {"crash mid-apply", "garbage data dir", "leader partition during a roll"}
 ROWS = []  # filled by each row, printed and written at the end of the module
 TABLE = REPO / "build" / "reliability.md"
+CERTS = "etcd-tls-certificates-etcd_tls-certificates"
+INSTALL = "etcd-install-binaries-etcd_install-installed"
+CA_DIR = "/etc/pki/etcd-ca"
+NEWER = "3.5.33"
 
 
 def row_enabled(fault):
@@ -440,10 +444,6 @@ def _reissue(lab, member, fname, ca, not_before, not_after):
     return cert.serial_number
 
 
-CA_DIR = "/etc/pki/etcd-ca"
-CERTS = "etcd-tls-certificates-etcd_tls-certificates"
-
-
 @pytest.mark.parametrize(
     ("fault", "member", "fname", "ca", "window", "code", "words", "by"),
     [
@@ -550,10 +550,6 @@ def test_bad_tarball_and_mirror_down(cluster):
         "fix the mirror or etcd:source:url, apply again",
     )
     assert f.row["quorum_kept"] and f.row["min_serving"] == 3, f.serving
-
-
-NEWER = "3.5.33"
-INSTALL = "etcd-install-binaries-etcd_install-installed"
 
 
 def test_ca_minion_down(cluster):
