@@ -29,6 +29,7 @@ import etcd_fresh
     etcd_node,
     etcd_snapshot,
     etcd_topology,
+    etcd_transfer,
 ) = etcd_fresh.load(
     "etcd_actions",
     "etcd_backup",
@@ -38,6 +39,7 @@ import etcd_fresh
     "etcd_node",
     "etcd_snapshot",
     "etcd_topology",
+    "etcd_transfer",
 )
 
 __virtualname__ = "etcd_backup"
@@ -94,8 +96,8 @@ def scheduled():
     if not (rows.get(me) or {}).get("serving"):
         return {"action": "skip", "comment": "this member does not serve: no snapshot from it"}
     followers = [n for n, m in rows.items() if m["serving"] and not m["leader"] and not m["learner"]]
-    elapsed = (now % b["interval"]) / b["interval"]
-    action = etcd_backup.turn(bool(done), bool(claimed), report.get("leader") == me, followers, elapsed)
+    elapsed = now % b["interval"]
+    action = etcd_backup.turn(bool(done), bool(claimed), report.get("leader") == me, followers, elapsed, b["interval"])
     if action != "claim":
         return {"action": action, "slot": slot, "comment": _why(action, claimed)}
     try:
@@ -182,7 +184,7 @@ def _backup(s, client, local, push=None, slot=None):
     if b["compress"]:
         path, sha256 = etcd_snapshot.compress(path)
     else:
-        sha256 = etcd_node.sha256_file(path)
+        sha256 = facts["sha256"]  # hashed while it was read back
     record = {
         "name": name,
         "cluster": s["cluster"]["name"],
@@ -296,6 +298,88 @@ def restore_path(name):
     if not isinstance(name, str) or not etcd_backup.FILE.match(name):
         raise etcd_client.EtcdError(f"{name!r} is not a snapshot name of the formula's")
     return os.path.join(__salt__["etcd_cluster.settings"]()["paths"]["state"], "restore", name)
+
+
+def _wrapped_key_path(name):
+    return restore_path(name) + ".key"
+
+
+def receive_begin(name, wrapped_key):
+    """
+    Start receiving a restore's snapshot from the master (``etcd_store.send`` calls it):
+    keep the transfer's key, wrapped for this minion (it is unwrapped per chunk, in
+    memory), and start an empty copy at ``restore_path`` (0600).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        # the master calls it: salt-run etcd_store.send storageos latest '[etcd1, etcd2, etcd3]'
+        salt etcd1 etcd_backup.receive_begin storageos-20261206T120000Z-r42.db.gz <wrapped key>
+    """
+    try:
+        path = restore_path(name)
+        wrapped = etcd_transfer.check_wrapped(wrapped_key)
+        etcd_transfer.unwrap(wrapped, _minion_pem())  # refuse now, not at the first chunk
+        os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+        os.chmod(os.path.dirname(path), 0o700)
+        for target, data in ((_wrapped_key_path(name), wrapped), (path, b"")):
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.chmod(target, 0o600)
+    except (etcd_transfer.TransferError, etcd_client.EtcdError, OSError) as exc:
+        return f"refused: {exc}"
+    return True
+
+
+def receive_chunk(name, offset, sealed):
+    """
+    Write one sealed chunk of a restore's snapshot at its offset (any order), after
+    opening it with the transfer's key: a chunk damaged, or sealed for another file or
+    offset, is refused. Returns True; never the data.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt etcd1 etcd_backup.receive_chunk storageos-20261206T120000Z-r42.db.gz 0 <sealed chunk>
+    """
+    try:
+        path = restore_path(name)
+        try:
+            with open(_wrapped_key_path(name), "rb") as fh:
+                wrapped = fh.read()
+        except FileNotFoundError as exc:
+            raise etcd_transfer.TransferError(f"no transfer of {name} was begun here") from exc
+        key = etcd_transfer.unwrap(wrapped, _minion_pem())
+        etcd_transfer.write_at(path, offset, etcd_transfer.open_chunk(key, name, offset, sealed))
+    except (etcd_transfer.TransferError, etcd_client.EtcdError, OSError) as exc:
+        return f"refused: {exc}"
+    return True
+
+
+def receive_end(name):
+    """
+    End receiving a restore's snapshot: drop the transfer's key and answer the copy's
+    sha256 (the master compares it with the store's record).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt etcd1 etcd_backup.receive_end storageos-20261206T120000Z-r42.db.gz
+    """
+    path = restore_path(name)
+    try:
+        os.unlink(_wrapped_key_path(name))
+    except FileNotFoundError:
+        pass
+    return etcd_node.sha256_file(path) if os.path.isfile(path) else None
+
+
+def _minion_pem():
+    return os.path.join(__opts__["pki_dir"], "minion.pem")
 
 
 def restore(name, sha256, token, wait=True):

@@ -17,10 +17,7 @@ FILE = re.compile(
 )
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
 TOKEN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")  # a restored cluster's token (etcd_names.NAME)
-# What the leader leaves to its followers: it claims only once this share of the slot has
-# passed without a snapshot (then no follower could, or none was healthy). Each member
-# looks four times an interval, so every follower has looked at least twice by then.
-LEADER_DEFERS = 0.75
+
 
 
 def file_name(cluster, when, revision, compressed):
@@ -39,20 +36,29 @@ def check_seconds(interval):
     return max(10, int(interval) // 4)
 
 
-def turn(done, claimed, am_leader, healthy_followers, elapsed_share):
-    """What this member's job does now in the current slot:
+def leader_waits(interval):
+    """Seconds into a slot before the leader takes it: all but its last check period, so
+    that every follower has looked at least once (three times at interval = 4 checks),
+    and the leader still looks once before the slot ends (a share of the interval would
+    fall between two of its looks when the interval is under 4 check periods)."""
+    return int(interval) - check_seconds(interval)
+
+
+def turn(done, claimed, am_leader, healthy_followers, elapsed, interval):
+    """What this member's job does now, `elapsed` seconds into the current slot:
 
     - ``done``: the slot has its verified snapshot;
     - ``busy``: another member holds the slot's claim (its lease ends if it dies);
-    - ``defer``: this member is the leader and a healthy follower can take it, and less
-      than LEADER_DEFERS of the slot has passed (a snapshot costs the leader the most);
-    - ``claim``: take the claim and snapshot.
+    - ``defer``: this member is the leader, a healthy follower can take it, and the slot
+      is not yet in its last check period (a snapshot costs the leader the most);
+    - ``claim``: take the claim and snapshot. A follower whose snapshot fails frees the
+      claim, so another follower, or in the end the leader, takes the slot.
     """
     if done:
         return "done"
     if claimed:
         return "busy"
-    if am_leader and healthy_followers and elapsed_share < LEADER_DEFERS:
+    if am_leader and healthy_followers and elapsed < leader_waits(interval):
         return "defer"
     return "claim"
 

@@ -8,6 +8,7 @@ space is checked first; the file appears under its final name only once it has b
 back (revision, key count, hash).
 """
 
+import concurrent.futures
 import gzip
 import hashlib
 import json
@@ -58,12 +59,21 @@ def save(etcdctl, endpoint, tls, directory, db_size, label, keep=3, timeout=300)
         argv += [f"--cacert={ca}", f"--cert={cert}", f"--key={key}"]
     started = time.monotonic()
     _run([*argv, "snapshot", "save", part], timeout)
-    facts = status(offline_tool(os.path.dirname(etcdctl)), part)
+    facts = _read_back(offline_tool(os.path.dirname(etcdctl)), part)
     os.chmod(part, 0o600)
     os.replace(part, final)
     if keep:
         _prune(directory, keep)
     return dict(facts, path=final, file_bytes=os.path.getsize(final), seconds=round(time.monotonic() - started, 2))
+
+
+def _read_back(tool, path):
+    """`status` and the file's sha256 in one pass of time: the tool reads the file while
+    Python hashes it (both from the page cache; hashlib and the wait release the GIL)."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(status, tool, path)
+        sha256 = etcd_node.sha256_file(path)
+        return dict(pending.result(), sha256=sha256)
 
 
 def offline_tool(bin_dir):

@@ -3,7 +3,9 @@ as a plain process by the test). No master here, so no copy off the node (push: 
 the copy to the master, its verification there and the restore are proven in the lab
 (tests/integration/test_backups.py)."""
 
+import base64
 import gzip
+import hashlib
 import json
 import os
 import re
@@ -151,3 +153,73 @@ def test_an_uncompressed_snapshot_verifies_in_its_own_directory_unharmed(member,
     assert facts["revision"] == got["revision"]
     assert etcd_snapshot.etcd_node.sha256_file(str(path)) == got["sha256"]  # the copy beside it left it whole
     assert not [p for p in os.listdir(member.backups) if p.startswith(".plain-")]
+
+
+def test_a_sealed_snapshot_arrives_whole_and_only_for_this_minion(member, loaders, tmp_path):
+    """The member's half of etcd_store.send with the master's half sealing: chunks in any
+    order make the file; a chunk sealed for another offset or a key wrapped for another
+    minion is refused and writes nothing; the transfer's key is gone afterwards."""
+    import importlib.util
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    spec = importlib.util.spec_from_file_location("etcd_store_runner", REPO / "_runners" / "etcd_store.py")
+    store = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(store)
+    pki = loaders.opts["pki_dir"]
+    os.makedirs(pki, exist_ok=True)
+    pem = os.path.join(pki, "minion.pem")
+    if not os.path.exists(pem):  # this functional minion never ran, so never made its key
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        with open(pem, "wb") as fh:
+            fh.write(
+                key.private_bytes(
+                    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+                )
+            )
+    with open(pem, "rb") as fh:
+        public = serialization.load_pem_private_key(fh.read(), None).public_key()
+    (tmp_path / "minions").mkdir()
+    for minion, pub in (
+        (ME, public),
+        ("other", rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key()),
+    ):
+        pem_pub = pub.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        (tmp_path / "minions" / minion).write_bytes(pem_pub)
+    store.__opts__ = {"pki_dir": str(tmp_path)}
+    name = "functional-20261207T120000Z-r9.db"
+    secret = AESGCM.generate_key(bit_length=256)
+    wrapped, missing = store._wrapped_keys(secret, [ME, "other"])
+    assert not missing
+    backup = loaders.modules.etcd_backup
+    path = backup.restore_path(name)
+
+    refused = backup.receive_begin(name, wrapped["other"])
+    assert refused.startswith("refused:") and "not wrapped for this minion" in refused, refused
+    assert not os.path.exists(path)
+
+    data = os.urandom(3 * 1000 + 17)
+    blocks = [(offset, data[offset : offset + 1000]) for offset in range(0, len(data), 1000)]
+
+    def sealed(offset, block, bound_to=None):
+        nonce = os.urandom(12)
+        aad = store.aad(name, offset if bound_to is None else bound_to)
+        return base64.b64encode(nonce + AESGCM(secret).encrypt(nonce, block, aad)).decode()
+
+    assert backup.receive_begin(name, wrapped[ME]) is True
+    moved = backup.receive_chunk(name, 1000, sealed(1000, blocks[0][1], bound_to=0))
+    assert moved.startswith("refused:") and "does not open" in moved, moved
+    assert os.path.getsize(path) == 0  # nothing written
+    for offset, block in reversed(blocks):
+        assert backup.receive_chunk(name, offset, sealed(offset, block)) is True
+    digest = backup.receive_end(name)
+    assert digest == hashlib.sha256(data).hexdigest()
+    assert open(path, "rb").read() == data
+    assert (
+        stat.S_IMODE(os.stat(path).st_mode) == 0o600 and stat.S_IMODE(os.stat(os.path.dirname(path)).st_mode) == 0o700
+    )
+    assert not os.path.exists(path + ".key")
+    late = backup.receive_chunk(name, 0, sealed(0, blocks[0][1]))
+    assert late.startswith("refused:") and "no transfer" in late, late  # the key is gone: no more writes

@@ -12,20 +12,39 @@ from test_settings import check, with_
 
 
 @pytest.mark.parametrize(
-    ("done", "claimed", "leader", "followers", "elapsed", "action"),
+    ("done", "claimed", "leader", "followers", "elapsed", "interval", "action"),
     [
-        (True, False, False, ["etcd2"], 0.1, "done"),  # the interval has its snapshot
-        (True, True, True, [], 0.9, "done"),
-        (False, True, False, ["etcd2"], 0.1, "busy"),  # another member is taking it
-        (False, False, False, ["etcd2"], 0.1, "claim"),  # a follower takes it
-        (False, False, True, ["etcd2", "etcd3"], 0.1, "defer"),  # the leader leaves it to them
-        (False, False, True, ["etcd2"], 0.74, "defer"),
-        (False, False, True, ["etcd2"], 0.75, "claim"),  # 3/4 of the interval gone: the followers could not
-        (False, False, True, [], 0.0, "claim"),  # no healthy follower: the leader takes it
+        (True, False, False, ["etcd2"], 360, 3600, "done"),  # the interval has its snapshot
+        (True, True, True, [], 3500, 3600, "done"),
+        (False, True, False, ["etcd2"], 360, 3600, "busy"),  # another member is taking it
+        (False, False, False, ["etcd2"], 360, 3600, "claim"),  # a follower takes it
+        (False, False, True, ["etcd2", "etcd3"], 360, 3600, "defer"),  # the leader leaves it to them
+        (False, False, True, ["etcd2"], 2699, 3600, "defer"),
+        (False, False, True, ["etcd2"], 2700, 3600, "claim"),  # its last check period: the followers could not
+        (False, False, True, [], 0, 3600, "claim"),  # no healthy follower: the leader takes it
+        # Short intervals: the check period is at least 10 s, so at 20 s the leader waits
+        # 10 s, not 3/4 of the slot (two looks 10 s apart could both miss the last quarter).
+        (False, False, True, ["etcd2"], 9, 20, "defer"),
+        (False, False, True, ["etcd2"], 10, 20, "claim"),
+        (False, False, True, ["etcd2"], 29, 40, "defer"),
+        (False, False, True, ["etcd2"], 30, 40, "claim"),
     ],
 )
-def test_whose_turn_an_interval_is(done, claimed, leader, followers, elapsed, action):
-    assert etcd_backup.turn(done, claimed, leader, followers, elapsed) == action
+def test_whose_turn_an_interval_is(done, claimed, leader, followers, elapsed, interval, action):
+    assert etcd_backup.turn(done, claimed, leader, followers, elapsed, interval) == action
+
+
+@pytest.mark.parametrize("interval", [20, 30, 39, 40, 60, 100, 3600, 86400])
+@pytest.mark.parametrize("phase", [0, 1, 4.9, 5, 9.9, 14, 19.5])
+def test_the_leader_always_gets_a_look_in_its_window(interval, phase):
+    """Checks every check period from any phase: the leader's window (after
+    leader_waits, before the slot ends) holds at least one of them in every slot."""
+    period = etcd_backup.check_seconds(interval)
+    looks = [phase + k * period for k in range(int(10 * interval / period) + 2)]
+    for slot in range(1, 9):
+        start = slot * interval
+        window = [t for t in looks if start + etcd_backup.leader_waits(interval) <= t < start + interval]
+        assert window, (interval, phase, slot)
 
 
 DAY = 86400
