@@ -21,6 +21,7 @@ ALERT_BANK = "etcd/alerts"
 # minion _utils to import (etcd_health.ERROR, etcd_health.HEALTH_JOB).
 ERROR = "error"  # a member's check failed (etcd_health.error_report)
 HEALTH_JOB = "etcd-health"
+HEALTH_INTERVAL = 60  # etcd:health:interval's default (etcd_settings.DEFAULTS)
 # Event and mine data come from minions: a cluster name or minion id is used (cache key,
 # tag, log line) only when it matches these (as etcd_names.NAME does on minions) and
 # the sender is a member of that cluster by its pillar as the master compiled it.
@@ -93,12 +94,18 @@ def _summary(name, by_minion, now):
                 "own_report_age_s": round(now - own["time"]) if own.get("time") else None,
             }
         )
+    age = round(now - newest.get("time", now))
+    interval = _health_interval(newest.get("minion"))
     return {
         "cluster": name,
         "cluster_id": newest.get("cluster_id"),
         "verdict": newest["verdict"],
         "reported_by": newest.get("minion"),
-        "report_age_s": round(now - newest.get("time", now)),
+        "report_age_s": age,
+        # No member's check reached the mine for two of its intervals: the verdict is old
+        # news (the minions, the schedule or the master's mine are down, not etcd).
+        "stale": age > 2 * interval,
+        "health_interval": interval,
         "leader": newest.get("leader"),
         "quorum": newest.get("quorum"),
         "versions": newest.get("versions"),
@@ -113,6 +120,18 @@ def _summary(name, by_minion, now):
         "last_alert": _cache().fetch(ALERT_BANK, name) or None,
         "backup": _backup_age(newest.get("backup"), now),
     }
+
+
+def _health_interval(minion):
+    """The reporting member's health interval by the pillar the master compiled for it
+    (never a field of the report), else the default."""
+    pillar = _cached_pillar(minion) if isinstance(minion, str) and MINION.match(minion) else {}
+    etcd = pillar.get("etcd") if isinstance(pillar, dict) else None
+    health = etcd.get("health") if isinstance(etcd, dict) else None
+    interval = health.get("interval") if isinstance(health, dict) else None
+    if isinstance(interval, bool) or not isinstance(interval, int) or interval <= 0:
+        return HEALTH_INTERVAL
+    return interval
 
 
 def _backup_age(backup, now):
@@ -138,8 +157,11 @@ def _table(clusters, no_reports=None):
     lines = []
     for c in clusters:
         q = c.get("quorum") or {}
+        verdict = c["verdict"].upper()
+        if c.get("stale"):
+            verdict = f"STALE (last known {c['verdict']}, {c['report_age_s']} s old, > 2 x {c['health_interval']} s)"
         lines.append(
-            f"cluster {c['cluster']} ({c['cluster_id'] or '?'}): {c['verdict'].upper()}, leader {c['leader'] or '-'}, "
+            f"cluster {c['cluster']} ({c['cluster_id'] or '?'}): {verdict}, leader {c['leader'] or '-'}, "
             f"{q.get('serving', '?')}/{q.get('voters', '?')} voters serving (quorum {q.get('needed', '?')}), "
             f"cluster version {(c.get('versions') or {}).get('cluster') or '-'}, "
             f"report by {c['reported_by']} {c['report_age_s']} s ago"

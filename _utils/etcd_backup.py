@@ -19,7 +19,6 @@ SHA256 = re.compile(r"^[0-9a-f]{64}$")
 TOKEN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")  # a restored cluster's token (etcd_names.NAME)
 
 
-
 def file_name(cluster, when, revision, compressed):
     """The snapshot's name: sortable by time, unique per cluster and revision."""
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(when))

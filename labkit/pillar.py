@@ -51,6 +51,25 @@ def write(state, site):
     path.write_text(f"# Lab site of run {state['id']} (./lab pillar ...).\n" + yaml.safe_dump(site, sort_keys=False))
 
 
+SECOND_SITE = "lab_site_second"
+
+
+def write_second(state, minions, site):
+    """Give `minions` a site of their own instead of the lab site: two clusters, two
+    pillars (a report across clusters). The lab site stays as it is; the next `write`
+    drops the second site again."""
+    path = site_path(state)
+    names = ",".join(minions)
+    top = {
+        "lab": {
+            f"( etcd* or ca1 ) and not L@{names}": [{"match": "compound"}, "lab_site"],
+            f"L@{names}": [{"match": "compound"}, SECOND_SITE],
+        }
+    }
+    (path.parent / f"{SECOND_SITE}.sls").write_text(yaml.safe_dump(site, sort_keys=False))
+    (path.parent / "top.sls").write_text("# The lab run's own pillar environment.\n" + yaml.safe_dump(top))
+
+
 def read(state):
     return yaml.safe_load(site_path(state).read_text()) or {}
 

@@ -66,9 +66,11 @@ etcd-clean-etcdctl-wrapper-file-absent:
   file.absent:
     - name: /usr/local/sbin/etcdctl
     - onlyif:
+      # A site without TLS never had the wrapper: file.search raises on a missing file.
       - fun: file.search
         path: /usr/local/sbin/etcdctl
         pattern: 'Managed by Salt \(etcd-formula\)'
+        ignore_if_missing: true
     - require:
       - etcd_membership: etcd-clean-member-etcd_membership-cleaned
 
