@@ -46,3 +46,41 @@ def manifests(with_secret=False):
         k = __salt__["etcd_cluster.settings"]()["kubernetes"]
         docs.append({"kind": "Secret", "name": k["secret"], "keys": sorted(etcd_k8s.SECRET_KEYS.values())})
     return docs
+
+
+def renew_due():
+    """
+    The scheduled renewal of the Kubernetes Secret's client bundle (the
+    ``etcd-kubernetes-renew`` job that ``etcd.kubernetes`` installs on
+    ``kubernetes:minion``): when the bundle in ``kubernetes:bundle_dir`` is inside
+    ``tls:renew_days``, expired or not valid yet, the manifests state runs alone
+    (``state.single etcd_kubernetes.manifests``: the bundle reissued, the Secret
+    rewritten, and applied with ``kubectl`` when ``kubernetes:apply`` is on), and
+    ``etcd/<cluster>/tls/renewed`` (secret, serial, days left) or ``.../renew_failed``
+    goes to the master. Judged locally first: the CA minion is asked only when due.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt k8s-master1 etcd_kubernetes.renew_due
+    """
+    s = __salt__["etcd_cluster.settings"]()
+    k = s["kubernetes"]
+    if not etcd_settings.tls_on(s) or s["tls"]["mode"] != "ca_minion" or k["minion"] != __opts__["id"]:
+        return {"result": True, "renewed": {}, "comment": "no Secret with a client bundle is written here"}
+    due = __salt__["etcd_tls.bundle_due"](k["bundle_dir"])
+    if not due:
+        return {"result": True, "renewed": {}, "comment": f"{k['bundle_dir']}: nothing inside its renewal window"}
+    got = __salt__["state.single"]("etcd_kubernetes.manifests", "etcd")
+    ran = next(iter(got.values()), None) if isinstance(got, dict) else None
+    if not isinstance(ran, dict):  # a list of strings: e.g. an apply holds the state run lock
+        out = {"result": False, "renewed": {}, "comment": f"not run: {'; '.join(map(str, got))}"}
+    else:
+        status = __salt__["etcd_tls.bundle_facts"](k["bundle_dir"])
+        out = {"result": bool(ran["result"]), "renewed": {"secret": status["serial"]}, "comment": ran["comment"]}
+        out["days_left"] = status["days_left"]
+    out.update(due=due, secret=k["manifest"], bundle=k["bundle_dir"], minion=__opts__["id"])
+    what = "renewed" if out["result"] else "renew_failed"
+    __salt__["event.send"](f"etcd/{s['cluster']['name']}/tls/{what}", out)
+    return out

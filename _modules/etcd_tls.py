@@ -130,8 +130,7 @@ def renew_due():
     s = _settings()
     if not etcd_settings.tls_on(s) or s["tls"]["mode"] != "ca_minion":
         return {"result": True, "renewed": {}, "comment": "no certificates from a CA minion on this member"}
-    timely = (etcd_tls.RENEWAL, etcd_tls.NOT_YET_VALID)  # what time alone makes due
-    due = {kind: reasons for kind, reasons in plan().items() if any(t in r for r in reasons for t in timely)}
+    due = {kind: reasons for kind, reasons in plan().items() if _timely(reasons)}
     if not due:
         return {
             "result": True,
@@ -147,6 +146,107 @@ def renew_due():
         out = {"result": bool(ran["result"]), "renewed": issued, "due": sorted(due), "comment": ran["comment"]}
     what = "renewed" if out["result"] else "renew_failed"
     __salt__["event.send"](f"etcd/{s['cluster']['name']}/tls/{what}", dict(out, member=__opts__["id"]))
+    return out
+
+
+def _checked_dir(directory):
+    """A bundle directory from the command line or pillar, checked before it is used."""
+    problem = etcd_names.path_problem(directory, True)
+    if problem:
+        raise CommandExecutionError(f"directory {directory!r} refused: {problem[0]} ({problem[1]})")
+
+
+def _timely(reasons):
+    """The reasons that time alone makes due (inside the window, expired, not valid yet):
+    what a renewal job acts on. Others (SANs, usages, a new CA) wait for an apply."""
+    timely = (etcd_tls.RENEWAL, etcd_tls.NOT_YET_VALID)
+    return [r for r in reasons if any(t in r for t in timely)]
+
+
+def bundle_spec():
+    """
+    This minion's client bundle as the site pillar pins it (``tls:bundle_minions``):
+    CN, directory and owner; None when this minion may hold none.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt k8s-master1 etcd_tls.bundle_spec
+    """
+    return etcd_topology.bundle_specs(_settings()).get(__opts__["id"])
+
+
+def bundle_due(directory):
+    """
+    Why the client bundle in ``directory`` is due for renewal by time alone (inside
+    ``tls:renew_days``, expired, not valid yet), judged locally: [] when it is not, or
+    when there is no bundle there to renew.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt k8s-master1 etcd_tls.bundle_due /etc/etcd-client
+    """
+    _checked_dir(directory)
+    cert = os.path.join(directory, "etcd-client.crt")
+    if not os.path.exists(cert):
+        return []
+    s = _settings()
+    key, ca = os.path.join(directory, "etcd-client.key"), os.path.join(directory, "etcd-client-ca.crt")
+    return _timely(etcd_tls.judge(cert, key, ca, None, ("clientAuth",), s["tls"]["renew_days"]))
+
+
+def bundle_facts(directory):
+    """
+    The serial and days left of the client bundle's certificate in ``directory`` (never
+    the key).
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt k8s-master1 etcd_tls.bundle_facts /etc/etcd-client
+    """
+    _checked_dir(directory)
+    cert = etcd_tls.load_cert(os.path.join(directory, "etcd-client.crt"))
+    facts = etcd_tls.facts(cert) if cert else {}
+    return {"serial": facts.get("serial"), "days_left": facts.get("days_left")}
+
+
+def renew_bundle():
+    """
+    The scheduled renewal of this minion's client bundle (the ``etcd-client-renew`` job
+    that ``etcd.client`` installs): when the bundle in its pillar directory is inside
+    ``tls:renew_days``, expired or not valid yet, a new certificate is issued for the same
+    key in place (``client_bundle``) and ``etcd/<cluster>/tls/renewed`` (bundle, serial,
+    days left) or ``.../renew_failed`` goes to the master. Judged locally first: the CA
+    minion is asked only when something is due. Consumers that read the files per
+    connection (etcd's clients do) need no restart.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt k8s-master1 etcd_tls.renew_bundle
+    """
+    s = _settings()
+    spec = etcd_topology.bundle_specs(s).get(__opts__["id"])
+    if spec is None or not etcd_settings.tls_on(s) or s["tls"]["mode"] != "ca_minion":
+        return {"result": True, "renewed": {}, "comment": "no client bundle from a CA minion for this minion"}
+    due = bundle_due(spec["dir"])
+    if not due:
+        return {"result": True, "renewed": {}, "comment": f"{spec['dir']}: nothing inside its renewal window"}
+    try:
+        got = client_bundle(spec["dir"], cn=spec["cn"], user=spec["user"])
+        out = {"result": True, "renewed": {"bundle": got["serial"]}, "days_left": got["days_left"]}
+        out["comment"] = f"client bundle in {spec['dir']} renewed: {'; '.join(due)}"
+    except Exception as exc:  # noqa: BLE001 (the job's only witness: a failure must reach the master)
+        out = {"result": False, "renewed": {}, "comment": f"client bundle in {spec['dir']} not renewed: {exc}"}
+    out.update(due=due, bundle=spec["dir"], minion=__opts__["id"])
+    what = "renewed" if out["result"] else "renew_failed"
+    __salt__["event.send"](f"etcd/{s['cluster']['name']}/tls/{what}", out)
     return out
 
 
@@ -404,9 +504,7 @@ def client_bundle(directory, cn=None, user="root"):
 
         salt k8s-master1 etcd_tls.client_bundle /etc/etcd-client
     """
-    problem = etcd_names.path_problem(directory, True)
-    if problem:  # a command-line argument: checked before it becomes a directory
-        raise CommandExecutionError(f"directory {directory!r} refused: {problem[0]} ({problem[1]})")
+    _checked_dir(directory)
     s = _settings()
     me = __opts__["id"]
     pinned = etcd_topology.bundle_cns(s).get(me)

@@ -63,7 +63,7 @@ def manifests(name, path=None):  # noqa: PLR0912, PLR0915 (issue 17: file, bundl
             ret.update(result=None, comment=f"would make a client bundle in {k['bundle_dir']} and write {path}")
             return ret
         if not test:
-            got = __salt__["etcd_tls.client_bundle"](k["bundle_dir"], cn=k["service"])
+            got = __salt__["etcd_tls.client_bundle"](k["bundle_dir"])  # the CN pillar pins for this minion
             if got["changed"]:
                 notes.append(f"client bundle (re)issued in {k['bundle_dir']}")
         bundle = {}

@@ -251,3 +251,49 @@ def _owner_mode(path):
 
     st = os.stat(path)
     return pwd.getpwuid(st.st_uid).pw_name, st.st_mode & 0o777
+
+
+def bundle(name):
+    """
+    This minion's client bundle (``etcd-client-ca.crt``, ``etcd-client.crt``,
+    ``etcd-client.key``) in directory ``name``, with the CN and owner the site pillar
+    pins for it (``tls:bundle_minions``): made when missing, reissued when its
+    certificate is due (``etcd_tls.client_bundle``), otherwise left alone. The key never
+    appears in the return.
+
+    .. code-block:: yaml
+
+        etcd-client-bundle:
+          etcd_tls.bundle:
+            - name: /etc/etcd-client
+    """
+    ret = _ret(name)
+    report = __salt__["etcd_cluster.validate"](member=False)
+    if not report["valid"]:  # a bad cn, dir or user: refused before anything is written
+        errors = "; ".join(f"{e['key']}: {e['message']} ({e['fix']})" for e in report["errors"])
+        ret.update(result=False, comment=f"invalid pillar, nothing written: {errors}")
+        return ret
+    spec = __salt__["etcd_tls.bundle_spec"]()
+    if spec is None:
+        s = __salt__["etcd_cluster.settings"]()
+        ret.update(
+            result=False,
+            comment=f"{__opts__['id']} may not hold a client bundle: list it under etcd:tls:bundle_minions "
+            f"(then salt {s['tls']['ca_minion']} state.apply etcd.ca)",
+        )
+        return ret
+    if __opts__["test"]:
+        exists = os.path.exists(os.path.join(name, "etcd-client.crt"))
+        due = __salt__["etcd_tls.bundle_due"](name) if exists else ["no bundle yet"]
+        if due:
+            ret.update(result=None, comment=f"would issue the client bundle in {name} ({spec['cn']}): {'; '.join(due)}")
+        else:
+            ret["comment"] = f"the client bundle in {name} is current"
+        return ret
+    got = __salt__["etcd_tls.client_bundle"](name, cn=spec["cn"], user=spec["user"])
+    if got["changed"]:
+        ret["changes"] = {"issued": {"serial": got["serial"], "days_left": got["days_left"]}, "why": got["reasons"]}
+        ret["comment"] = f"client bundle issued in {name} for {spec['cn']}"
+    else:
+        ret["comment"] = f"the client bundle in {name} is current ({got['days_left']} days left)"
+    return ret

@@ -37,23 +37,41 @@ def client(settings, me, urls=None, timeout=None):
     )
 
 
-def bundle_cns(settings):
-    """{minion: the CN its client bundle certificate must carry}: pinned by pillar, so a
-    bundle minion cannot choose its identity. `bundle_minions` as a map gives each CN; as a
-    list, the Kubernetes minion's is `kubernetes:service` (the storage operator's user) and
-    the others' `etcd-client`. Members may hold a bundle too (CN as for the list form)."""
+BUNDLE_DIR = "/etc/etcd-client"  # where a client bundle goes unless pillar says otherwise
+BUNDLE_USER = "root"
+
+
+def bundle_specs(settings):
+    """{minion: {"cn", "dir", "user"}}: every client bundle the site allows, pinned by
+    pillar, so a bundle minion cannot choose its identity. `bundle_minions` as a list
+    names minions; as a map, each value is the CN or {cn, dir, user}. The Kubernetes
+    minion's CN defaults to `kubernetes:service` (the storage operator's user), the
+    others' to `etcd-client`. Members may hold a bundle too (CN as for the list form).
+    `dir` is where `etcd.client` keeps it (the Kubernetes Secret's bundle is in
+    `kubernetes:bundle_dir`)."""
     t, k = settings["tls"], settings.get("kubernetes") or {}
     given = t.get("bundle_minions") or []
 
-    def default(minion):
-        return k.get("service") if minion == k.get("minion") and k.get("service") else "etcd-client"
+    def spec(minion, value=None):
+        cn = k.get("service") if minion == k.get("minion") and k.get("service") else "etcd-client"
+        out = {"cn": cn, "dir": BUNDLE_DIR, "user": BUNDLE_USER}
+        if isinstance(value, str):
+            out["cn"] = value
+        elif isinstance(value, dict):
+            out.update({key: v for key, v in value.items() if key in out and isinstance(v, str)})
+        return out
 
-    out = {m: default(m) for m in settings.get("members") or {}}
+    out = {m: spec(m) for m in settings.get("members") or {}}
     if isinstance(given, dict):
-        out.update({m: cn for m, cn in given.items() if isinstance(cn, str)})
+        out.update({m: spec(m, v) for m, v in given.items()})
     else:
-        out.update({m: default(m) for m in given})
+        out.update({m: spec(m) for m in given})
     return out
+
+
+def bundle_cns(settings):
+    """{minion: the CN its client bundle certificate must carry} (bundle_specs)."""
+    return {m: spec["cn"] for m, spec in bundle_specs(settings).items()}
 
 
 def member_sans(settings, name):

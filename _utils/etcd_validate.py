@@ -397,11 +397,36 @@ def _validate_tls(settings, f):  # noqa: PLR0912 (one rule per tls key)
     if not isinstance(bundles, dict):
         f.error("tls:bundle_minions", "must be a list of minion ids or a map id: CN", "e.g. {k8s-master1: storageos}")
     else:
-        for minion, cn in bundles.items():
+        for minion, value in bundles.items():
+            key = f"tls:bundle_minions:{minion}"
             if not isinstance(minion, str) or not NAME.match(minion):
-                f.error(f"tls:bundle_minions:{minion}", f"{minion!r} is not a minion id", "e.g. k8s-master1")
-            elif not isinstance(cn, str) or not CN.match(cn):
-                f.error(f"tls:bundle_minions:{minion}", f"{cn!r} is not a certificate CN", "e.g. storageos")
+                f.error(key, f"{minion!r} is not a minion id", "e.g. k8s-master1")
+            elif isinstance(value, dict):
+                _bundle_spec(f, key, value)
+            elif not isinstance(value, str) or not CN.match(value):
+                fix = "e.g. storageos, or {cn: storageos, dir: /etc/etcd-client}"
+                f.error(key, f"{value!r} is not a certificate CN", fix)
+
+
+BUNDLE_KEYS = ("cn", "dir", "user")
+
+
+def _bundle_spec(f, key, spec):
+    """One bundle minion given as {cn, dir, user}: each checked before it becomes a
+    certificate, a directory or a file owner."""
+    unknown = sorted(str(k) for k in spec if k not in BUNDLE_KEYS)
+    if unknown:
+        f.error(f"{key}:{unknown[0]}", "is not a bundle setting", f"use {', '.join(BUNDLE_KEYS)}")
+    cn = spec.get("cn")
+    if cn is not None and (not isinstance(cn, str) or not CN.match(cn)):
+        f.error(f"{key}:cn", f"{cn!r} is not a certificate CN", "e.g. storageos")
+    if "dir" in spec:
+        problem = path_problem(spec["dir"], True)
+        if problem:
+            f.error(f"{key}:dir", problem[0], problem[1])
+    user = spec.get("user")
+    if user is not None and (not isinstance(user, str) or not POSIX_NAME.match(user)):
+        f.error(f"{key}:user", f"{user!r} is not a user name", "e.g. root, or the consumer's own account")
 
 
 PREFLIGHT_MODES = ("warn", "enforce", "off")

@@ -2,6 +2,8 @@
 both ports with separate client and peer CAs, keys that never travel, renewal in place.
 """
 
+import base64
+import copy
 import datetime
 import json
 import subprocess
@@ -9,6 +11,7 @@ import sys
 import time
 
 import pytest
+import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -376,6 +379,71 @@ def test_client_bundle_for_the_storage_operator(tls):
     assert "b3Zlci1tdGxz" in body, body  # base64("over-mtls")
     again = salt(tls, "etcd4", "etcd_tls.client_bundle", "/etc/etcd-client", "cn=storageos")["etcd4"]
     assert again["changed"] is False and again["serial"] == got["serial"]
+
+
+def _secret_serial(tls, manifest):
+    """The serial of the client certificate inside the manifest's Secret on etcd4."""
+    docs = yaml.safe_load_all(tls.exec("etcd4", "cat", manifest, check=True).stdout)
+    secret = next(d for d in docs if d and d["kind"] == "Secret")
+    pem = base64.b64decode(secret["data"]["etcd-client.crt"])
+    return format(x509.load_pem_x509_certificate(pem).serial_number, "x")
+
+
+def test_bundles_and_the_secret_renew_without_anyone_applying(tls, event_listener):
+    # Issue 20, item 3, for the cluster's consumers: etcd.client (a bundle with its own
+    # directory) and etcd.kubernetes (the Secret) on etcd4 each install a renewal job with
+    # one apply; then only the pillar changes, so that both certificates are due.
+    site = tls.site()
+    saved = copy.deepcopy(site)
+    manifest, k8s_dir, own_dir = "/etc/etcd-formula/kubernetes/etcd.yaml", "/etc/etcd-client-k8s", "/srv/app/etcd"
+    site["etcd"]["tls"].update(renew_interval=10, bundle_minions={"etcd4": {"cn": "storageos", "dir": own_dir}})
+    site["etcd"]["kubernetes"].update(minion="etcd4", bundle_dir=k8s_dir, manifest=manifest, apply=False)
+    set_site(tls, site)
+    ok(apply(tls, CA, sls="etcd.ca")[CA])  # the CA's policies know the bundle minion
+    for sls in ("etcd.client", "etcd.kubernetes"):
+        ok(apply(tls, "etcd4", sls=sls)["etcd4"])
+    jobs = salt(tls, "etcd4", "schedule.list", "return_yaml=False")["etcd4"]
+    assert {"etcd-client-renew", "etcd-kubernetes-renew"} <= set(jobs), sorted(jobs)
+    before = {d: salt(tls, "etcd4", "etcd_tls.bundle_facts", d)["etcd4"] for d in (own_dir, k8s_dir)}
+    assert _secret_serial(tls, manifest) == before[k8s_dir]["serial"]
+    quiet = salt(tls, "etcd4", "etcd_tls.renew_bundle")["etcd4"]
+    assert quiet["renewed"] == {} and "nothing inside its renewal window" in quiet["comment"], quiet
+    left = before[own_dir]["days_left"]
+    site["etcd"]["tls"].update(renew_days=left + 1, days_valid=left + 2)
+    since = time.time()
+    set_site(tls, site)  # refreshed, never applied
+
+    def renewed():
+        events = event_listener.get_events([(tls.master.id, "etcd/tlslab/tls/*")], after_time=since)
+        return {e.data["data"]["bundle"]: e.data for e in events if e.tag.endswith("/renewed")}
+
+    tls.wait(lambda: {own_dir, k8s_dir} <= set(renewed()), 60, 1, "both renewal jobs on etcd4")
+    failed = event_listener.get_events([(tls.master.id, "etcd/tlslab/tls/renew_failed")], after_time=since)
+    assert not failed, [e.data["data"] for e in failed]
+    got = renewed()
+    assert got[own_dir]["id"] == "etcd4" and got[k8s_dir]["data"]["secret"] == manifest, got
+    after = {d: salt(tls, "etcd4", "etcd_tls.bundle_facts", d)["etcd4"] for d in (own_dir, k8s_dir)}
+    for d in (own_dir, k8s_dir):
+        assert after[d]["serial"] != before[d]["serial"], (d, before[d], after[d])
+    assert _secret_serial(tls, manifest) == after[k8s_dir]["serial"]  # the Secret carries the new one
+    modes = tls.exec("etcd4", "stat", "-c", "%n %a", f"{own_dir}/etcd-client.key", manifest).stdout.split()
+    assert modes == [f"{own_dir}/etcd-client.key", "600", manifest, "600"], modes
+    body = tls.exec(
+        "etcd4",
+        "curl", "-s", "--cacert", f"{own_dir}/etcd-client-ca.crt", "--cert", f"{own_dir}/etcd-client.crt",
+        "--key", f"{own_dir}/etcd-client.key", "-X", "POST", "-d", '{"key": "L3Rscy9wcm9iZQ=="}',
+        f"https://{tls.ip('etcd2')}:2379/v3/kv/range",
+    ).stdout  # fmt: skip
+    assert '"header"' in body, body  # the renewed bundle is accepted
+    RETURNS.extend(json.dumps(e) for e in got.values())  # scanned for key material too
+    for sls in ("etcd.client", "etcd.kubernetes"):  # the renewed ones are outside the window
+        ok(apply(tls, "etcd4", sls=sls)["etcd4"])
+    again = {d: salt(tls, "etcd4", "etcd_tls.bundle_facts", d)["etcd4"]["serial"] for d in (own_dir, k8s_dir)}
+    assert again == {d: after[d]["serial"] for d in after}  # nothing reissued
+    set_site(tls, saved)
+    tls.exec("etcd4", "rm", "-rf", own_dir, k8s_dir, manifest)
+    salt(tls, "etcd4", "schedule.delete", "etcd-client-renew")
+    salt(tls, "etcd4", "schedule.delete", "etcd-kubernetes-renew")
 
 
 def _host_bundle(tls, tmp_path, tag):

@@ -242,3 +242,44 @@ CA_ANSWERS = [
 @pytest.mark.parametrize(("answer", "waited", "down"), CA_ANSWERS)
 def test_a_ca_minion_that_is_down_is_told_from_one_that_refuses(answer, waited, down):
     assert etcd_tls.ca_down(answer, waited, 30) is down
+
+
+BUNDLE_DEFAULT = {"cn": "etcd-client", "dir": "/etc/etcd-client", "user": "root"}
+
+
+@pytest.mark.parametrize(
+    ("given", "app1"),
+    [
+        (["app1"], BUNDLE_DEFAULT),  # the list form: every default
+        ({"app1": "storageos"}, dict(BUNDLE_DEFAULT, cn="storageos")),  # the map form: the CN
+        ({"app1": {"dir": "/srv/app1/etcd"}}, dict(BUNDLE_DEFAULT, dir="/srv/app1/etcd")),
+        (
+            {"app1": {"cn": "app1", "dir": "/srv/app1/etcd", "user": "app1"}},
+            {"cn": "app1", "dir": "/srv/app1/etcd", "user": "app1"},
+        ),
+    ],
+)
+def test_a_bundle_minion_gets_cn_dir_and_owner_from_pillar(given, app1):
+    _, s = site(bundle_minions=given)
+    specs = etcd_topology.bundle_specs(s)
+    assert specs["app1"] == app1
+    assert specs["etcd1"] == BUNDLE_DEFAULT  # members may hold one too
+    assert etcd_topology.bundle_cns(s)["app1"] == app1["cn"]
+
+
+@pytest.mark.parametrize(
+    ("spec", "key", "says"),
+    [
+        ({"cn": "app 1"}, "tls:bundle_minions:app1:cn", "not a certificate CN"),
+        ({"dir": "/etc"}, "tls:bundle_minions:app1:dir", "system directory"),
+        ({"dir": "srv/app1"}, "tls:bundle_minions:app1:dir", "not an absolute path"),
+        ({"dir": "/srv/../etc/x"}, "tls:bundle_minions:app1:dir", "not a normalised path"),
+        ({"user": "Root;rm"}, "tls:bundle_minions:app1:user", "not a user name"),
+        ({"owner": "app1"}, "tls:bundle_minions:app1:owner", "not a bundle setting"),
+    ],
+)
+def test_a_bad_bundle_setting_is_named_with_its_fix(spec, key, says):
+    pillar, s = site(bundle_minions={"app1": spec})
+    errors = etcd_validate.validate(pillar, s, "etcd1", False)["errors"]
+    found = [e for e in errors if e["key"] == "etcd:" + key]
+    assert found and says in found[0]["message"] and found[0]["fix"], errors
