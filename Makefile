@@ -5,7 +5,7 @@ VENV  := .venv
 PY    := $(VENV)/bin/python
 APT_PACKAGES := systemd-container iproute2 gzip tar
 
-.PHONY: deps venv artifacts lab test lint unit integration down bench reliability clean
+.PHONY: deps venv artifacts s3server lab test lint unit integration down bench reliability clean
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -23,6 +23,17 @@ $(VENV)/.stamp: requirements.txt
 
 venv: $(VENV)/.stamp
 
+# An S3-compatible server for the lab test of backups to S3 (moto's standalone server),
+# in a venv of its own: the formula's venv must not hold boto3, so the runner can only
+# use Salt's own S3 client.
+MOTO := build/moto
+$(MOTO)/.stamp:
+	python3.11 -m venv $(MOTO)
+	$(MOTO)/bin/python -m pip install -q "moto[server]==5.2.6"
+	touch $@
+
+s3server: $(MOTO)/.stamp
+
 artifacts: deps venv
 	scripts/build-artifacts
 
@@ -31,7 +42,7 @@ lab: deps venv artifacts
 	./lab up --apply
 
 # Every test: lint, then the three tiers.
-test: deps venv artifacts
+test: deps venv artifacts s3server
 	$(MAKE) --no-print-directory lint
 	$(PY) -m pytest tests
 

@@ -314,7 +314,7 @@ def backups(cluster, verify=False):
         return rows
     if not rows:
         return f"no backups of {cluster} in the store"
-    head = ("TIME (UTC)", "AGE", "MEMBER", "REVISION", "KEYS", "SIZE", "VERIFIED", "SHA256", "NAME")
+    head = ("TIME (UTC)", "AGE", "MEMBER", "REVISION", "KEYS", "SIZE", "VERIFIED", "S3", "SHA256", "NAME")
     table = [head] + [
         (
             time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(r["time"] or 0)),
@@ -324,6 +324,7 @@ def backups(cluster, verify=False):
             str(r["keys"]),
             _human(r["size"]),
             "yes" if r["verified"] else "NO",
+            "yes" if r.get("s3") else "-",
             str(r["sha256"])[:12],
             r["name"],
         )

@@ -214,6 +214,8 @@ def listing(cluster, verify=False):
         row["cluster_id"] = rec.get("cluster_id")
         row["age_s"] = round(now - (rec.get("time") or now))
         row["verified"] = os.path.isfile(path) and (not verify or _sha256(path) == rec.get("sha256"))
+        s3 = rec.get("s3") if isinstance(rec.get("s3"), dict) else {}
+        row["s3"] = s3.get("object") if s3.get("verified") else None  # etcd_s3.sync recorded it
         out.append(row)
     return out
 

@@ -7,13 +7,16 @@ A 20 s interval (each member checks every 10 s), so that several intervals pass 
 
 import hashlib
 import json
+import os
 import stat
 import time
 from pathlib import Path
 
 import pytest
+import yaml
 from results import MEMBERS, changed, form_cluster, host_client_bundle, ok, tear_down, tls_site
 
+from labkit import s3
 from labkit.traffic import Traffic, assert_no_loss, etcd_client, urls
 
 CLUSTER = "backuplab"
@@ -218,6 +221,72 @@ def test_a_damaged_copy_is_reported_and_never_restored(cluster):
     assert "is damaged" in out and "Failed:    1" in out, out + err
     assert cluster_id(cluster) == old_id
     assert cluster.salt("etcd1", "etcd_health.healthy")["etcd1"]["healthy"] is True
+
+
+def test_copies_go_to_s3_sealed_and_come_back(cluster, tmp_path):
+    """The master's store to an S3-compatible server (moto), through Salt's S3 client:
+    sealed, read back and compared, idempotent; a damaged copy is not uploaded; a copy
+    fetched back after the store lost it is what was stored; a damaged object is refused."""
+    import salt.utils.s3
+
+    key_file = tmp_path / "s3.key"
+    key_file.write_bytes(os.urandom(32))
+    key_file.chmod(0o600)
+    drop_in = Path(cluster.master.config_dir) / "master.d" / "etcd-s3.conf"
+    with s3.server(tmp_path / "moto.log") as endpoint:
+        conf = {
+            "endpoint": endpoint, "bucket": "etcd-backups", "keyid": "testing", "key": "testing",
+            "encryption_key_file": str(key_file), "https": False, "path_style": True,
+        }  # fmt: skip
+        ask = {"key": "testing", "keyid": "testing", "service_url": endpoint, "bucket": "etcd-backups"}
+        ask.update(path_style=True, https_enable=False, location="us-east-1")
+        salt.utils.s3.query(method="PUT", **ask)  # the bucket
+        drop_in.parent.mkdir(exist_ok=True)
+        drop_in.write_text(yaml.safe_dump({"etcd_backup_s3": conf}))
+        try:
+            records = store_records(cluster)
+            # The previous test damaged its newest copy; the schedule may have added more since.
+            bad = [
+                n
+                for n, r in records.items()
+                if hashlib.sha256((cluster.store / n).read_bytes()).hexdigest() != r["sha256"]
+            ]
+            assert len(bad) == 1, bad
+            damaged = bad[0]
+            out = run_json(cluster, "etcd_s3.sync", f"cluster={CLUSTER}")
+            assert [f["name"] for f in out["failed"]] == [damaged] and "damaged" in out["failed"][0]["error"], out
+            # The schedule keeps taking snapshots meanwhile: new copies may join a sync.
+            assert set(records) - {damaged} <= set(out["uploaded"]), out
+            again = run_json(cluster, "etcd_s3.sync", f"cluster={CLUSTER}")
+            assert not set(again["uploaded"]) & set(out["uploaded"]), again  # each copy once
+            name = out["uploaded"][0]
+            rec = store_records(cluster)[name]["s3"]
+            assert rec["verified"] is True and rec["object"] == f"{CLUSTER}/{name}.enc", rec
+            plain = (cluster.store / name).read_bytes()
+            sealed = salt.utils.s3.query(method="GET", path=rec["object"], return_bin=True, **ask)
+            assert sealed.startswith(b"EFS3") and b"/etcd-formula/" in plain and b"/etcd-formula/" not in sealed
+            assert hashlib.sha256(sealed).hexdigest() == rec["sha256"]
+            rows = {r["name"]: r for r in run_json(cluster, "etcd.backups", CLUSTER)}
+            assert rows[name]["s3"] == rec["object"] and rows[damaged]["s3"] is None, rows
+            # The store loses the copy: fetched back, the same bytes, 0600.
+            stored = cluster.store / name
+            aside = tmp_path / "aside"
+            stored.rename(aside)
+            (cluster.store / (name + ".json")).unlink()
+            got = run_json(cluster, "etcd_s3.fetch", CLUSTER, name)
+            assert got["result"] is True, got
+            assert stored.read_bytes() == aside.read_bytes() and stat.S_IMODE(stored.stat().st_mode) == 0o600
+            assert store_records(cluster)[name]["verified"] is True
+            # A damaged object does not open: refused, the store as it was.
+            bad = tmp_path / "bad"
+            bad.write_bytes(sealed[:-40] + bytes(40))
+            salt.utils.s3.query(method="PUT", path=rec["object"], local_file=str(bad), **ask)
+            refused = run_json(cluster, "etcd_s3.fetch", CLUSTER, name)
+            assert refused["result"] is False and "does not open" in refused["comment"], refused
+            assert stored.read_bytes() == aside.read_bytes()
+            print(f"s3: {len(out['uploaded'])} copies sealed, uploaded and read back; {damaged} (damaged) refused")
+        finally:
+            drop_in.unlink()
 
 
 def test_a_34_cluster_is_restored_with_etcdctl(cluster):
