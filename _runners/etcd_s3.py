@@ -43,8 +43,9 @@ log = logging.getLogger(__name__)
 
 __virtualname__ = "etcd_s3"
 DEFAULT_STORE = "/var/lib/etcd-formula-backups"
-# Repeated from _runners/etcd_store.py on purpose (runners cannot import each other): every
-# name becomes an object name or a path only after matching these.
+# Repeated from _runners/etcd_store.py on purpose: runners are loader modules, which call
+# each other's public functions through __salt__ but cannot import each other's names.
+# Every name becomes an object name or a path only after matching these.
 FILE = re.compile(
     r"^(?P<cluster>[A-Za-z0-9][A-Za-z0-9._-]{0,62})-(?P<when>\d{8}T\d{6}Z)-r(?P<rev>\d{1,20})\.db(\.gz)?$"
 )

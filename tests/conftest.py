@@ -1,3 +1,4 @@
+import importlib.util
 import os
 import shutil
 import signal
@@ -56,3 +57,18 @@ def salt_factories_default_root_dir():
         print(f"\nfactories daemons' files kept in {root}")
     else:
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def runner_module():
+    """Import a runner of _runners/ from its file, by name (runners are not on sys.path;
+    the master's loader finds them through runner_dirs). For tests of their pure parts."""
+
+    def load(name):
+        path = Path(__file__).resolve().parents[1] / "_runners" / f"{name}.py"
+        spec = importlib.util.spec_from_file_location(f"runner_{name}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

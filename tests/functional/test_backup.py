@@ -155,19 +155,15 @@ def test_an_uncompressed_snapshot_verifies_in_its_own_directory_unharmed(member,
     assert not [p for p in os.listdir(member.backups) if p.startswith(".plain-")]
 
 
-def test_a_sealed_snapshot_arrives_whole_and_only_for_this_minion(member, loaders, tmp_path):
+def test_a_sealed_snapshot_arrives_whole_and_only_for_this_minion(member, loaders, tmp_path, runner_module):
     """The member's half of etcd_store.send with the master's half sealing: chunks in any
     order make the file; a chunk sealed for another offset or a key wrapped for another
     minion is refused and writes nothing; the transfer's key is gone afterwards."""
-    import importlib.util
-
     from cryptography.hazmat.primitives import serialization
     from cryptography.hazmat.primitives.asymmetric import rsa
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-    spec = importlib.util.spec_from_file_location("etcd_store_runner", REPO / "_runners" / "etcd_store.py")
-    store = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(store)
+    store = runner_module("etcd_store")
     pki = loaders.opts["pki_dir"]
     os.makedirs(pki, exist_ok=True)
     pem = os.path.join(pki, "minion.pem")

@@ -353,6 +353,16 @@ def test_the_renewal_job_renews_without_anyone_applying(tls, event_listener):
         assert "etcd-tls-certificates-etcd_tls-certificates" not in changed(states), name
 
 
+def _range_with_bundle(tls, d):
+    """etcd4 reads /tls/probe from etcd2 through the gateway with the bundle in `d`."""
+    return tls.exec(
+        "etcd4",
+        "curl", "-s", "--cacert", f"{d}/etcd-client-ca.crt", "--cert", f"{d}/etcd-client.crt",
+        "--key", f"{d}/etcd-client.key", "-X", "POST", "-d", '{"key": "L3Rscy9wcm9iZQ=="}',
+        f"https://{tls.ip('etcd2')}:2379/v3/kv/range",
+    ).stdout  # fmt: skip
+
+
 def test_client_bundle_for_the_storage_operator(tls):
     ok(apply(tls, CA, sls="etcd.ca")[CA])  # policies know bundle_minions
     tls.salt("etcd4", "saltutil.refresh_pillar", "wait=True")
@@ -369,13 +379,7 @@ def test_client_bundle_for_the_storage_operator(tls):
         "/etc/etcd-client/etcd-client.crt 644",
         "/etc/etcd-client/etcd-client.key 600",
     ]
-    d = "/etc/etcd-client"
-    body = tls.exec(
-        "etcd4",
-        "curl", "-s", "--cacert", f"{d}/etcd-client-ca.crt", "--cert", f"{d}/etcd-client.crt",
-        "--key", f"{d}/etcd-client.key", "-X", "POST", "-d", '{"key": "L3Rscy9wcm9iZQ=="}',
-        f"https://{tls.ip('etcd2')}:2379/v3/kv/range",
-    ).stdout  # fmt: skip
+    body = _range_with_bundle(tls, "/etc/etcd-client")
     assert "b3Zlci1tdGxz" in body, body  # base64("over-mtls")
     again = salt(tls, "etcd4", "etcd_tls.client_bundle", "/etc/etcd-client", "cn=storageos")["etcd4"]
     assert again["changed"] is False and again["serial"] == got["serial"]
@@ -428,12 +432,7 @@ def test_bundles_and_the_secret_renew_without_anyone_applying(tls, event_listene
     assert _secret_serial(tls, manifest) == after[k8s_dir]["serial"]  # the Secret carries the new one
     modes = tls.exec("etcd4", "stat", "-c", "%n %a", f"{own_dir}/etcd-client.key", manifest).stdout.split()
     assert modes == [f"{own_dir}/etcd-client.key", "600", manifest, "600"], modes
-    body = tls.exec(
-        "etcd4",
-        "curl", "-s", "--cacert", f"{own_dir}/etcd-client-ca.crt", "--cert", f"{own_dir}/etcd-client.crt",
-        "--key", f"{own_dir}/etcd-client.key", "-X", "POST", "-d", '{"key": "L3Rscy9wcm9iZQ=="}',
-        f"https://{tls.ip('etcd2')}:2379/v3/kv/range",
-    ).stdout  # fmt: skip
+    body = _range_with_bundle(tls, own_dir)
     assert '"header"' in body, body  # the renewed bundle is accepted
     RETURNS.extend(json.dumps(e) for e in got.values())  # scanned for key material too
     for sls in ("etcd.client", "etcd.kubernetes"):  # the renewed ones are outside the window

@@ -5,9 +5,7 @@ the file it was sealed for; anything else is refused before a byte is written.
 The lab sends a real 134 MiB snapshot this way (benchmarks/backup.py, test_backups)."""
 
 import base64
-import importlib.util
 import os
-from pathlib import Path
 
 import etcd_transfer
 import pytest
@@ -15,16 +13,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-RUNNER = Path(__file__).resolve().parents[2] / "_runners" / "etcd_store.py"
 NAME = "storageos-20261207T111722Z-r125.db"
 
 
 @pytest.fixture(scope="module")
-def store():
-    spec = importlib.util.spec_from_file_location("etcd_store_runner", RUNNER)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def store(runner_module):
+    return runner_module("etcd_store")
 
 
 @pytest.fixture(scope="module")

@@ -3,21 +3,16 @@ whole, in order, under its own name and key; its configuration is refused with t
 and the fix. The lab uploads to and fetches from a real S3-compatible server
 (tests/integration/test_backups.py)."""
 
-import importlib.util
 import os
-from pathlib import Path
 
 import pytest
 
-RUNNER = Path(__file__).resolve().parents[2] / "_runners" / "etcd_s3.py"
 OBJ = "storageos/storageos-20261207T120000Z-r9.db.enc"
 
 
 @pytest.fixture(scope="module")
-def s3():
-    spec = importlib.util.spec_from_file_location("etcd_s3_runner", RUNNER)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+def s3(runner_module):
+    module = runner_module("etcd_s3")
     module.SEGMENT = 1000  # small segments: several per test file
     return module
 
