@@ -519,8 +519,13 @@ def client_bundle(directory, cn=None, user="root"):
             f"(etcd:tls:bundle_minions:{me}: {cn} to change it)"
         )
     cn = pinned
+    try:
+        pw = pwd.getpwnam(user)
+    except KeyError:  # before anything is written
+        raise CommandExecutionError(
+            f"user {user!r} does not exist on {me}: create it, or set etcd:tls:bundle_minions:{me}:user"
+        ) from None
     os.makedirs(directory, mode=0o755, exist_ok=True)
-    pw = pwd.getpwnam(user)
     ca_path = os.path.join(directory, "etcd-client-ca.crt")
     cert_path = os.path.join(directory, "etcd-client.crt")
     key_path = os.path.join(directory, "etcd-client.key")

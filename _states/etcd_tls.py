@@ -8,6 +8,7 @@ key material.
 import os
 
 import etcd_fresh
+from salt.exceptions import CommandExecutionError
 
 # One shared copy of each synced _utils module, all replaced after a sync (etcd_fresh).
 (etcd_client, etcd_node, etcd_rotation, etcd_settings, etcd_tls, etcd_topology) = etcd_fresh.load(
@@ -290,7 +291,11 @@ def bundle(name):
         else:
             ret["comment"] = f"the client bundle in {name} is current"
         return ret
-    got = __salt__["etcd_tls.client_bundle"](name, cn=spec["cn"], user=spec["user"])
+    try:
+        got = __salt__["etcd_tls.client_bundle"](name, cn=spec["cn"], user=spec["user"])
+    except CommandExecutionError as exc:
+        ret.update(result=False, comment=str(exc))
+        return ret
     if got["changed"]:
         ret["changes"] = {"issued": {"serial": got["serial"], "days_left": got["days_left"]}, "why": got["reasons"]}
         ret["comment"] = f"client bundle issued in {name} for {spec['cn']}"

@@ -62,3 +62,12 @@ def test_nothing_to_renew_asks_no_ca(loaders, set_pillar, tmp_path):
     secret = loaders.modules.etcd_kubernetes.renew_due()
     assert secret["result"] is True and "nothing inside its renewal window" in secret["comment"], secret
     assert not os.path.exists(where)
+
+
+def test_an_owner_missing_on_the_minion_is_refused_before_anything_is_written(loaders, set_pillar, tmp_path):
+    where = tmp_path / "app" / "etcd"
+    set_pillar(site(tmp_path, {ME: {"cn": "app", "dir": str(where), "user": "nosuchuser"}}))
+    ret = loaders.states.etcd_tls.bundle(name=str(where))
+    assert ret.result is False and "user 'nosuchuser' does not exist on functional" in ret.comment, ret
+    assert "etcd:tls:bundle_minions:functional:user" in ret.comment
+    assert not where.exists()
