@@ -223,6 +223,20 @@ def test_a_damaged_copy_is_reported_and_never_restored(cluster):
     assert cluster.salt("etcd1", "etcd_health.healthy")["etcd1"]["healthy"] is True
 
 
+def _one_damaged(lab, records):
+    """The store's one damaged copy: the previous test's, or, if retention pruned that one
+    since, the newest copy damaged here."""
+    bad = [n for n, r in records.items() if hashlib.sha256((lab.store / n).read_bytes()).hexdigest() != r["sha256"]]
+    if not bad:
+        victim = lab.store / sorted(records)[-1]
+        data = bytearray(victim.read_bytes())
+        data[len(data) // 2] = (data[len(data) // 2] + 1) % 256
+        victim.write_bytes(bytes(data))
+        bad = [victim.name]
+    assert len(bad) == 1, bad
+    return bad[0]
+
+
 def test_copies_go_to_s3_sealed_and_come_back(cluster, tmp_path):
     """The master's store to an S3-compatible server (moto), through Salt's S3 client:
     sealed, read back and compared, idempotent; a damaged copy is not uploaded; a copy
@@ -243,16 +257,12 @@ def test_copies_go_to_s3_sealed_and_come_back(cluster, tmp_path):
         salt.utils.s3.query(method="PUT", **ask)  # the bucket
         drop_in.parent.mkdir(exist_ok=True)
         drop_in.write_text(yaml.safe_dump({"etcd_backup_s3": conf}))
+        # The schedule would add and prune copies meanwhile (store_keep 3): held still here.
+        for member in MEMBERS:
+            cluster.salt(member, "schedule.disable_job", "etcd-backup")
         try:
             records = store_records(cluster)
-            # The previous test damaged its newest copy; the schedule may have added more since.
-            bad = [
-                n
-                for n, r in records.items()
-                if hashlib.sha256((cluster.store / n).read_bytes()).hexdigest() != r["sha256"]
-            ]
-            assert len(bad) == 1, bad
-            damaged = bad[0]
+            damaged = _one_damaged(cluster, records)
             out = run_json(cluster, "etcd_s3.sync", f"cluster={CLUSTER}")
             assert [f["name"] for f in out["failed"]] == [damaged] and "damaged" in out["failed"][0]["error"], out
             # The schedule keeps taking snapshots meanwhile: new copies may join a sync.
@@ -287,6 +297,8 @@ def test_copies_go_to_s3_sealed_and_come_back(cluster, tmp_path):
             print(f"s3: {len(out['uploaded'])} copies sealed, uploaded and read back; {damaged} (damaged) refused")
         finally:
             drop_in.unlink()
+            for member in MEMBERS:
+                cluster.salt(member, "schedule.enable_job", "etcd-backup")
 
 
 def test_a_34_cluster_is_restored_with_etcdctl(cluster):
