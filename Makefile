@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 VENV  := .venv
 PY    := $(VENV)/bin/python
-APT_PACKAGES := systemd-container iproute2 gzip tar
+APT_PACKAGES := systemd-container iproute2 gzip tar dpkg-dev
 
 .PHONY: deps venv artifacts s3server lab test lint unit integration down bench reliability clean
 

@@ -13,7 +13,7 @@ import tempfile
 import etcd_fresh
 
 # One shared copy of each synced _utils module, all replaced after a sync (etcd_fresh).
-(etcd_node, etcd_releases) = etcd_fresh.load("etcd_node", "etcd_releases")
+(etcd_node, etcd_package, etcd_releases) = etcd_fresh.load("etcd_node", "etcd_package", "etcd_releases")
 
 from salt.exceptions import CommandExecutionError, MinionError  # noqa: E402
 
@@ -145,3 +145,82 @@ def activate(version, install_dir="/opt/etcd", bin_dir="/usr/local/bin"):
         os.symlink(target, tmp)
         os.replace(tmp, link)
     return active_version(bin_dir)
+
+
+# etcd from the OS's packages (etcd:source:type: package); why the guard: etcd_package.
+def _blocked_names(service):
+    return ["etcd", service]  # the package's own unit is etcd.service whatever ours is named
+
+
+def packages(names):
+    """
+    What dpkg says of each package: ``{name: {"version": str or None, "held": bool}}``.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt 'etcd*' etcd_install.packages '[etcd-server, etcd-client]'
+    """
+    names = _package_names(names)
+    if __grains__.get("os_family") != "Debian":
+        versions = {n: __salt__["pkg.version"](n) or None for n in names}
+        holds = " ".join(__salt__["pkg.list_holds"]()) if "pkg.list_holds" in __salt__ else ""
+        return {n: {"version": v, "held": bool(v) and f"{n}-{v}" in holds} for n, v in versions.items()}
+    fmt = "${Package} ${Version} ${db:Status-Want} ${db:Status-Status}\n"
+    out = __salt__["cmd.run_all"](["dpkg-query", "-W", "-f", fmt, *names], python_shell=False, ignore_retcode=True)
+    known = etcd_package.parse_dpkg_query(out["stdout"])
+    return {n: known.get(n, {"version": None, "held": False}) for n in names}
+
+
+def _package_names(names):
+    if isinstance(names, str):
+        names = [names]
+    if not isinstance(names, list) or not names:
+        raise CommandExecutionError(f"{names!r}: give a list of package names (etcd:source:packages)")
+    for name in names:
+        if not isinstance(name, str) or not etcd_package.NAME.match(name):
+            raise CommandExecutionError(f"{name!r} is not a package name (etcd:source:packages)")
+    return names
+
+
+def _package_version(version):
+    if not isinstance(version, str) or not etcd_package.VERSION.match(version):
+        raise CommandExecutionError(f"{version!r} is not a package version (etcd:source:package_version)")
+    return version
+
+
+def package_install(names, version, service="etcd", refresh=True, download_only=False):
+    """
+    Install (or only download) ``names`` at ``version`` with Salt's ``pkg`` module, while
+    the packages' own scripts may not start, stop or restart etcd (policy-rc.d answers
+    101), and hold them afterwards: only the guarded path ever restarts etcd. Returns
+    what changed (``pkg.install``'s changes); raises with apt's words on failure.
+
+    CLI Example:
+
+    .. code-block:: bash
+
+        salt etcd1 etcd_install.package_install '[etcd-server, etcd-client]' 3.4.23-4+b4
+    """
+    names, version = _package_names(names), _package_version(version)
+    wanted = [{n: version} for n in names]
+    try:
+        with etcd_package.services_blocked(_blocked_names(service)):
+            changes = __salt__["pkg.install"](pkgs=wanted, refresh=refresh, downloadonly=download_only)
+    except CommandExecutionError as exc:
+        errors = "; ".join((getattr(exc, "info", None) or {}).get("errors") or []) or str(exc)
+        raise CommandExecutionError(
+            f"could not install {', '.join(names)} {version}: {errors.strip()}; check the repository "
+            "(apt-cache policy) and etcd:source:package_version"
+        ) from exc
+    if download_only:
+        return changes
+    __salt__["pkg.hold"](pkgs=names)
+    now = packages(names)
+    wrong = [n for n, p in now.items() if p["version"] != version]
+    if wrong:
+        raise CommandExecutionError(
+            f"after the install {', '.join(wrong)} are not at {version}: {now}; check etcd:source:package_version"
+        )
+    return changes

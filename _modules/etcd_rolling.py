@@ -46,6 +46,8 @@ import etcd_fresh
     "etcd_upgrade",
 )
 
+from salt.exceptions import CommandExecutionError  # noqa: E402
+
 __virtualname__ = "etcd_rolling"
 
 
@@ -336,12 +338,34 @@ def _snapshot_once(s, client, local, running):
     return None
 
 
+def _switch_binaries(s, version_change):
+    """Under the lock, before the restart: put in place what the member is to run. A
+    tarball's staged version is switched to; OS packages are installed at the pinned
+    version (held, their own service actions blocked). None when done, else why not
+    (nothing restarted then)."""
+    src, svc = s["source"], s["service"]
+    try:
+        if src["type"] == "package":
+            have = __salt__["etcd_install.packages"](src["packages"])
+            if any(p["version"] != src["package_version"] for p in have.values()):
+                __salt__["etcd_install.package_install"](
+                    src["packages"], src["package_version"], svc["name"], refresh=False
+                )
+        elif version_change or __salt__["etcd_install.active_version"](s["paths"]["bin"]) != s["version"]:
+            __salt__["etcd_install.activate"](s["version"], s["paths"]["install"], s["paths"]["bin"])
+    except CommandExecutionError as exc:
+        return str(exc)
+    return None
+
+
 def _restart_now(s, client, lock, reasons, local, version_change):
     me = __opts__["id"]
     svc = s["service"]
     lock.keepalive(_others(s, me))
+    problem = _switch_binaries(s, version_change)
+    if problem:
+        return {"restarted": False, "comment": f"no restart: {problem}"}
     if version_change:
-        __salt__["etcd_install.activate"](s["version"], s["paths"]["install"], s["paths"]["bin"])
         staged = os.path.join(s["paths"]["config_dir"], f"etcd.env.{s['version']}")
         if os.path.exists(staged):  # rendered for this version by config.sls
             os.replace(staged, os.path.join(s["paths"]["config_dir"], "etcd.env"))

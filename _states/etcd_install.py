@@ -80,6 +80,79 @@ def installed(name, source, checksums=None, install_dir="/opt/etcd", bin_dir="/u
     return ret
 
 
+def packages_installed(name, packages, package_version, service="etcd", bin_dir="/usr/bin", refresh=True):
+    """
+    Ensure etcd ``name`` (its version) runs from the OS's ``packages``, pinned to
+    ``package_version`` and held.
+
+    Where etcd does not run yet (or runs from a tarball at this version: the unit already
+    names the package's binary), the packages are installed now, with the packages' own
+    service actions blocked (policy-rc.d 101). Under a running member a package change
+    (another version or revision) is only downloaded: the install belongs to the guarded
+    restart, like a tarball's switch. Needs the formula's unit in place first (the SLS
+    requires it): the package's postinst then finds ours.
+
+    .. code-block:: yaml
+
+        etcd-install-packages:
+          etcd_install.packages_installed:
+            - name: 3.4.23
+            - packages: [etcd-server, etcd-client]
+            - package_version: 3.4.23-4+b4
+    """
+    ret = {"name": name, "result": True, "changes": {}, "comment": ""}
+    mod = __salt__
+    label = f"{', '.join(packages)} {package_version}"
+    try:
+        have = mod["etcd_install.packages"](packages)
+    except CommandExecutionError as exc:
+        return dict(ret, result=False, comment=str(exc))
+    at_pin = all(p["version"] == package_version for p in have.values())
+    if at_pin and all(p["held"] for p in have.values()):
+        ret["comment"] = f"{label} installed and held"
+        return ret
+    if at_pin:
+        if __opts__["test"]:
+            return dict(ret, result=None, comment=f"would hold {label}", changes={"held": packages})
+        mod["pkg.hold"](pkgs=packages)
+        return dict(ret, comment=f"{label} installed, now held", changes={"held": packages})
+    old = {n: p["version"] for n, p in have.items()}
+    running = etcd_node.unit_active(service)
+    running_version = mod["etcd_cluster.local_version"]() if running else None
+    if running and running_version != name:
+        refusal = mod["etcd_rolling.version_refusal"](name)
+        if refusal:
+            return dict(ret, result=False, comment=f"not fetching {label}: refusing the version change: {refusal}")
+    # Under a running member, only a move from the tarball to the same etcd installs now.
+    pending = running and (any(old.values()) or running_version != name)
+    if __opts__["test"]:
+        what = "download" if pending else "install and hold"
+        then = " (the install happens in a guarded restart)" if pending else ""
+        return dict(
+            ret,
+            result=None,
+            comment=f"would {what} {label}{then}",
+            changes={"packages": {"old": old, "new": package_version}},
+        )
+    try:
+        if pending:
+            mod["etcd_install.package_install"](packages, package_version, service, refresh, download_only=True)
+            ret["comment"] = (
+                f"{label} downloaded; etcd {running_version} keeps running: restart pending "
+                "(the package install happens in a guarded restart)"
+            )
+            return ret
+        mod["etcd_install.package_install"](packages, package_version, service, refresh)
+    except CommandExecutionError as exc:
+        return dict(ret, result=False, comment=str(exc))
+    now = mod["etcd_install.active_version"](bin_dir)
+    ret["changes"]["packages"] = {"old": old, "new": package_version}
+    if now != name:
+        return dict(ret, result=False, comment=f"{label} installed, but {bin_dir}/etcd reports {now}, not {name}")
+    ret["comment"] = f"{label} installed and held (etcd {now})"
+    return ret
+
+
 def account(name, group, home, shell="/usr/sbin/nologin"):
     """
     The system user (and its group) etcd runs as. Checked from the passwd and group
@@ -144,7 +217,8 @@ def disk_checked(name):
     if p["mode"] == "off":
         ret["comment"] = "disk preflight is off (etcd:preflight:mode)"
         return ret
-    if etcd_node.has_etcd(s):
+    # Data, not the unit: with OS packages the unit is written before the first install.
+    if etcd_node.has_data(s["paths"]["data"]):
         ret["comment"] = "etcd is installed here: the disk preflight runs before the first install only"
         return ret
     if __opts__["test"]:

@@ -116,6 +116,9 @@ def wanted(settings, env=None, unit=None, cas=None):
         "flags": {k: v for k, v in env.items() if not k.startswith("ETCD_INITIAL_")},
         "unit": sha256_text(read_text(settings["paths"]["unit"]) if unit is None else unit),
     }
+    source = settings.get("source") or {}
+    if source.get("type") == "package":  # a new package revision is a restart too
+        out["package"] = source.get("package_version")
     if env.get("ETCD_TRUSTED_CA_FILE"):
         if cas:
             client_ca, peer_ca = cas.get("client_ca") or "", cas.get("peer_ca") or ""
@@ -179,9 +182,16 @@ def restart_reasons(started, want, running_version):
         reasons.append("flags changed: " + ", ".join(changed))
     if started.get("unit") != want["unit"]:
         reasons.append("unit file changed")
+    if started.get("package") != want.get("package"):
+        was, now = started.get("package"), want.get("package")
+        reasons.append(f"package: started from {_package_text(was)}, wanted {_package_text(now)}")
     if started.get("trust") != want.get("trust") and "trust" in started:
         reasons.append("trusted CA changed")
     return reasons
+
+
+def _package_text(version):
+    return f"package {version}" if version else "the tarball"
 
 
 def sha256_file(path, chunk=1 << 20):

@@ -33,7 +33,16 @@ DEFAULTS = {
     "listen_localhost": True,
     "ports": {"client": 2379, "peer": 2380, "metrics": 2381},
     "version": etcd_releases.DEFAULT_VERSION,
-    "source": {"url": etcd_releases.UPSTREAM_URL, "checksums": {}},
+    # tarball: the release from `url`, verified by sha256; package: the OS's packages
+    # (README: Installing from the OS's packages), pinned to `package_version` and held.
+    "source": {
+        "type": "tarball",
+        "url": etcd_releases.UPSTREAM_URL,
+        "checksums": {},
+        "packages": [],  # by OS family below
+        "package_version": None,
+        "refresh": True,  # refresh the package lists before an install
+    },
     "paths": {
         "install": "/opt/etcd",
         "bin": "/usr/local/bin",
@@ -162,7 +171,14 @@ DEFAULTS = {
     },
     "lookup": {},
 }
-OS_FAMILY = {"Debian": {}, "RedHat": {}, "Suse": {}, "Arch": {}}
+OS_FAMILY = {
+    "Debian": {"source": {"packages": ["etcd-server", "etcd-client"]}},
+    "RedHat": {"source": {"packages": ["etcd"]}},
+    "Suse": {},
+    "Arch": {},
+}
+SOURCE_TYPES = ("tarball", "package")
+PACKAGE_BIN = "/usr/bin"  # where the packages put etcd and etcdctl
 MEMBER_KEYS = {"address": None, "fqdn": None}
 # Maps whose keys are the user's own (minion ids, versions, flag names): no typo check.
 FREE_MAPS = {"members", "source:checksums", "extra_flags", "lookup", "tls:files", "tls:bundle_minions"}
@@ -215,6 +231,10 @@ def merge(pillar_etcd, os_family=None):
     _merge(settings, over)
     if not settings["cluster"].get("token") and settings["cluster"].get("name"):
         settings["cluster"]["token"] = f"{settings['cluster']['name']}-etcd"
+    # The packages put etcd in /usr/bin: the unit runs it from there, whatever paths:bin
+    # says (it names where the tarball's links go; etcd_validate warns when it differs).
+    if settings["source"].get("type") == "package":
+        settings["paths"]["bin"] = PACKAGE_BIN
     # Derived, not a pillar key: whether the site chose plain HTTP or TLS explicitly.
     settings["tls_chosen"] = tls_chosen(pillar_etcd)
     return settings

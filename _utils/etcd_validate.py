@@ -12,6 +12,7 @@ import etcd_backup
 import etcd_flags
 import etcd_maintenance
 import etcd_metrics
+import etcd_package
 import etcd_releases
 from etcd_names import CN, CONTROL, FQDN, NAME, OTHER_PATHS, OWN_DIRS, POSIX_NAME, UNIT, path_problem
 from etcd_settings import (
@@ -23,6 +24,8 @@ from etcd_settings import (
     MANAGED_FLAGS,
     MAX_QUOTA,
     MEMBER_KEYS,
+    PACKAGE_BIN,
+    SOURCE_TYPES,
     TLS_FILES,
     TLS_MODES,
 )
@@ -166,7 +169,7 @@ def validate(pillar_etcd, settings, minion_id, node_has_etcd=False, as_member=Tr
     if client and client == peer:
         f.error("ports:peer", f"client and peer port are both {client}", "use two ports, e.g. 2379 and 2380")
 
-    _validate_release(settings, f)
+    _validate_release(settings, f, _get(given, "paths:bin"))
     _validate_tuning(settings, f)
     _validate_health(settings, f)
     etcd_backup.validate(settings, f)
@@ -292,9 +295,16 @@ def _validate_extra_flags(settings, f):
         # Control characters in values: _validate_names_and_paths, for every string.
 
 
-def _validate_release(settings, f):
+def _validate_release(settings, f, pillar_bin=None):
     version = settings.get("version")
     source = settings.get("source") or {}
+    kind = source.get("type")
+    if kind not in SOURCE_TYPES:
+        f.error("source:type", f"{kind!r} is not one of {', '.join(SOURCE_TYPES)}", "set `etcd:source:type: tarball`")
+        return
+    if kind == "package":
+        _validate_package(settings, source, f, pillar_bin)
+        return
     checksums = source.get("checksums") or {}
     for ver, digest in checksums.items():
         if not etcd_releases.SHA256_RE.match(str(digest).lower()):
@@ -312,6 +322,46 @@ def _validate_release(settings, f):
     url = str(source.get("url") or "")
     if not url.startswith(("http://", "https://", "salt://", "file://")):
         f.error("source:url", f"{url!r} is not an http(s)://, salt:// or file:// URL", "set `etcd:source:url`")
+
+
+def _validate_package(settings, source, f, pillar_bin=None):
+    version = settings.get("version")
+    if pillar_bin not in (None, PACKAGE_BIN):
+        f.warn(
+            "paths:bin",
+            f"{pillar_bin} is not used with `source:type: package`: etcd runs from the packages' {PACKAGE_BIN}",
+            "drop `etcd:paths:bin` from the site's pillar (it names the tarball's links)",
+        )
+    names = source.get("packages")
+    if not isinstance(names, list) or not names:
+        f.error(
+            "source:packages",
+            f"{names!r}: no package to install on this OS family",
+            "list them, e.g. `etcd:source:packages: [etcd-server, etcd-client]` (Debian) or `[etcd]` (RHEL)",
+        )
+    else:
+        for name in names:
+            if not isinstance(name, str) or not etcd_package.NAME.match(name):
+                f.error("source:packages", f"{name!r} is not a package name", "e.g. etcd-server")
+    pin = source.get("package_version")
+    if pin is None:
+        f.error(
+            "source:package_version",
+            "is required with `source:type: package`: the formula installs, holds and rolls one pinned version",
+            "set it to the repository's version of etcd "
+            + str(version)
+            + ", e.g. 3.4.23-4+b4 (apt-cache policy etcd-server)",
+        )
+    elif not isinstance(pin, str) or not etcd_package.VERSION.match(pin):
+        f.error("source:package_version", f"{pin!r} is not a package version", "quote it in YAML, e.g. '3.4.23-4+b4'")
+    elif etcd_package.upstream(pin) != str(version):
+        f.error(
+            "source:package_version",
+            f"{pin} holds etcd {etcd_package.upstream(pin)}, but `etcd:version` is {version}",
+            f"set `etcd:version: {etcd_package.upstream(pin)}` (what etcd reports), or pin a package of {version}",
+        )
+    if not isinstance(source.get("refresh"), bool):
+        f.error("source:refresh", f"{source.get('refresh')!r} is not true or false", "set `etcd:source:refresh: true`")
 
 
 def _validate_tuning(settings, f):

@@ -6,9 +6,10 @@ import time
 
 from labkit.errors import LabError
 from labkit.master import _stop_group, port_open
+from labkit.node import MIRROR_PORT
 from labkit.preflight import RELEASES
 
-PORT = 8080
+PORT = MIRROR_PORT
 
 
 def url(state):

@@ -9,6 +9,8 @@ from labkit.errors import LabError
 from labkit.preflight import REPO, VENV
 from labkit.sh import ok, run
 
+MIRROR_PORT = 8080  # labkit.mirror serves artifacts/etcd-releases here
+
 # Paths where an etcd could live on the host; a node hides each one that exists (an overlay
 # whiteout), so the only etcd a node has is the one the formula installs.
 HOST_ETCD_PATHS = [
@@ -112,6 +114,16 @@ def prepare(state, name, master_port, publish_port, log_level="info"):
         mask = upper / "etc/systemd/system" / unit
         if not os.path.lexists(mask):
             mask.symlink_to("/dev/null")
+    # apt sees only the site mirror's repository (Debian's etcd packages, README: Installing
+    # from the OS's packages): the host's sources cannot be reached from a node.
+    for listed in Path("/etc/apt/sources.list.d").glob("*"):
+        _whiteout(upper, str(listed))
+    sources = upper / "etc/apt/sources.list"
+    sources.parent.mkdir(parents=True, exist_ok=True)
+    sources.write_text(f"deb [trusted=yes] http://{state['gateway']}:{MIRROR_PORT}/debian ./\n")
+    # This machine's image (from Docker's) blocks every package's service start with a
+    # policy-rc.d; a Debian VM has none, and the formula's own guard must do that work.
+    _whiteout(upper, "/usr/sbin/policy-rc.d")
     if not os.path.ismount(r):
         run("mount", "-t", "overlay", "overlay", "-o", f"lowerdir=/,upperdir={upper},workdir={nd / 'work'}", r)
 

@@ -5,6 +5,7 @@
 include:
   - {{ tplroot }}.install
   - {{ tplroot }}.tls
+  - {{ tplroot }}.unit
 
 etcd-config-data-dir-file-directory:
   file.directory:
@@ -50,28 +51,6 @@ etcd-config-{{ what }}-file-managed:
       - file: etcd-config-dir-file-directory
       - sls: {{ tplroot }}.tls
 {%- endfor %}
-
-etcd-config-unit-file-managed:
-  file.managed:
-    - name: {{ etcd.paths.unit }}
-    - source: salt://{{ tplroot }}/files/etcd.service.jinja
-    - template: jinja
-    - user: root
-    - group: root
-    - mode: '0644'
-    - context:
-        etcd: {{ etcd | json }}
-    - require:
-      - sls: {{ tplroot }}.install
-
-# A changed unit needs systemd to read it again (not a restart of etcd). Salt's service
-# functions reload only when systemd flags the unit; a unit file replaced after an earlier
-# one was removed is not flagged and then fails to load ("Device or resource busy").
-etcd-config-unit-module-run:
-  module.run:
-    - service.systemctl_reload: []
-    - onchanges:
-      - file: etcd-config-unit-file-managed
 
 # The settings this apply rendered, for the scheduled health check: the minion daemon's
 # in-memory pillar stays as it was until a pillar refresh, and the check must judge the

@@ -4,6 +4,9 @@
 
 include:
   - {{ tplroot }}.validate
+{%- if etcd.source.type == 'package' %}
+  - {{ tplroot }}.unit
+{%- endif %}
 
 # Before the first install only: is the data dir's disk fast enough for etcd?
 etcd-install-disk-etcd_install-disk_checked:
@@ -23,6 +26,22 @@ etcd-install-account-etcd_install-account:
     - require:
       - etcd_install: etcd-install-disk-etcd_install-disk_checked
 
+{%- if etcd.source.type == 'package' %}
+
+# From the OS's packages, pinned and held; the formula's unit first (unit.sls says why).
+etcd-install-packages-etcd_install-packages_installed:
+  etcd_install.packages_installed:
+    - name: {{ etcd.version }}
+    - packages: {{ etcd.source.packages | json }}
+    - package_version: {{ etcd.source.package_version | yaml_dquote }}
+    - service: {{ etcd.service.name }}
+    - bin_dir: {{ etcd.paths.bin }}
+    - refresh: {{ etcd.source.refresh }}
+    - require:
+      - etcd_install: etcd-install-account-etcd_install-account
+      - module: etcd-unit-module-run
+{%- else %}
+
 etcd-install-binaries-etcd_install-installed:
   etcd_install.installed:
     - name: {{ etcd.version }}
@@ -35,3 +54,4 @@ etcd-install-binaries-etcd_install-installed:
       - etcd_install: etcd-install-disk-etcd_install-disk_checked
 {{ marker('etcd-install-marker-file-managed', etcd.paths.install,
           'etcd_install: etcd-install-binaries-etcd_install-installed') }}
+{%- endif %}

@@ -87,7 +87,7 @@ def test_bad_pillar_fails_at_the_first_state_and_changes_nothing(lab, site, path
     ran = [
         (r["__id__"], r["comment"])
         for r in results[1:]
-        if r["result"] is not False and r["__id__"] != "etcd-config-unit-module-run"
+        if r["result"] is not False and r["__id__"] != "etcd-unit-module-run"
     ]
     assert not ran, ran
     assert lab.digest("etcd1") == before
