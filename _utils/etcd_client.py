@@ -77,6 +77,29 @@ def _status(raw):
     }
 
 
+AUTHENTICATE = "/v3/auth/authenticate"
+AUTH_OFF = "authentication is not enabled"
+
+
+def prefix_end(prefix):
+    """The end of the key range of every key under `prefix` (etcd's range_end)."""
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
+def _wants_token(status, text, sent):
+    """An answer that asks for a (new) token: expired or unknown (401), or none `sent`
+    while auth is on (auth turned on since: 3.5 answers 403 "permission denied" through
+    the gateway, 3.4 400 "user name is empty"). A denial of a token is final."""
+    if status == 401:
+        return True
+    return not sent and status in (400, 403) and ("user name is empty" in text or "permission denied" in text)
+
+
+def _without(text, secret):
+    """An error text with no trace of `secret` (a password never reaches a log)."""
+    return text.replace(secret, "********") if secret else text
+
+
 _CONTEXTS = {}
 
 
@@ -101,9 +124,14 @@ class Client:
     Thread-safe: each request takes an idle connection to its endpoint, or opens one.
     """
 
-    def __init__(self, endpoints, timeout=2.0, ca=None, cert=None, key=None):
+    def __init__(self, endpoints, timeout=2.0, ca=None, cert=None, key=None, credentials=None):
         self.endpoints = [endpoints] if isinstance(endpoints, str) else list(endpoints)
         self.timeout = timeout
+        # (user, password) for a cluster with auth on: the gateway does not authenticate
+        # by the certificate's CN (etcd PR #10366), so every call carries a token.
+        self._credentials = credentials
+        self._token = None
+        self.authentications = 0
         self._tls = None
         if ca or cert:
             try:
@@ -145,6 +173,8 @@ class Client:
         first use: that request is retried once on a new connection.
         """
         headers = {"Accept-Encoding": "identity"}
+        if self._token and path != AUTHENTICATE:
+            headers["Authorization"] = self._token
         payload = None
         if body is not None:
             payload = json.dumps(body).encode()
@@ -170,10 +200,19 @@ class Client:
         return resp.status, text
 
     def _request(self, method, path, body=None, endpoint=None, timeout=None):
+        if self._credentials and self._token is None and path != AUTHENTICATE:
+            self.authenticate(endpoint)
         errors = []
         for ep in [endpoint] if endpoint else self.endpoints:
             try:
+                sent = bool(self._token)
                 status, text = self.raw(method, ep.rstrip("/"), path, body, timeout)
+                if self._credentials and path != AUTHENTICATE and _wants_token(status, text, sent):
+                    # A simple token expires (300 s by default) or dies with a restart of
+                    # the member that keeps it; auth may have been turned on since: a new
+                    # token, and the call once more.
+                    self.authenticate(ep)
+                    status, text = self.raw(method, ep.rstrip("/"), path, body, timeout)
             except EtcdError as exc:
                 errors.append(str(exc))
                 continue
@@ -185,6 +224,22 @@ class Client:
             except ValueError:
                 errors.append(f"{ep}: not JSON")
         raise EtcdError("; ".join(errors) or "no endpoint")
+
+    def authenticate(self, endpoint=None):
+        """A token for the client's credentials (etcd's Authenticate): kept for the next
+        calls. The password goes in the body only; no error names it."""
+        user, password = self._credentials
+        self._token = None
+        try:
+            answer = self._request("POST", AUTHENTICATE, {"name": user, "password": password}, endpoint)
+        except EtcdError as exc:
+            if AUTH_OFF in str(exc):  # auth disabled (the rollback): calls go without a token
+                self._token = ""
+                return None
+            raise EtcdError(f"authentication as {user!r} failed: {_without(str(exc), password)}") from None
+        self.authentications += 1
+        self._token = answer.get("token") or ""
+        return self._token or None
 
     def post(self, path, body=None, endpoint=None, timeout=None):
         return self._request("POST", path, body or {}, endpoint, timeout)
@@ -243,8 +298,9 @@ class Client:
         return self._request("GET", "/version", endpoint=endpoint)
 
     def with_endpoints(self, endpoints):
-        """The same identity (TLS material, timeout) towards other endpoints."""
-        other = Client(endpoints, self.timeout)
+        """The same identity (TLS material, credentials and token, timeout) towards other endpoints."""
+        other = Client(endpoints, self.timeout, credentials=self._credentials)
+        other._token = self._token
         other._tls = self._tls
         return other
 
@@ -332,13 +388,36 @@ class Client:
         """AuthStatus (etcd 3.5+ only; it goes through raft)."""
         return self.post("/v3/auth/status", {})
 
+    # Users and roles (README: Security). Role permissions are key ranges: a prefix is
+    # [prefix, prefix_end(prefix)).
     def user_get(self, name):
         return self.post("/v3/auth/user/get", {"name": name})
 
+    def user_add(self, name, password):
+        try:
+            return self.post("/v3/auth/user/add", {"name": name, "password": password})
+        except EtcdError as exc:
+            raise EtcdError(f"adding user {name!r} failed: {_without(str(exc), password)}") from None
+
+    def role_add(self, name):
+        return self.post("/v3/auth/role/add", {"name": name})
+
+    def user_grant_role(self, user, role):
+        return self.post("/v3/auth/user/grant", {"user": user, "role": role})
+
+    def role_grant_prefix(self, role, prefix, perm="READWRITE"):
+        perm_body = {"permType": perm, "key": b64(prefix), "range_end": b64(prefix_end(prefix))}
+        return self.post("/v3/auth/role/grant", {"name": role, "perm": perm_body})
+
+    def auth_enable(self):
+        return self.post("/v3/auth/enable", {})
+
+    def auth_disable(self):
+        return self.post("/v3/auth/disable", {})
+
     def get_prefix(self, prefix, keys_only=False, endpoint=None):
         """{key after the prefix: value} for every key under `prefix`."""
-        end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
-        body = {"key": b64(prefix), "range_end": b64(end), "keys_only": keys_only}
+        body = {"key": b64(prefix), "range_end": b64(prefix_end(prefix)), "keys_only": keys_only}
         kvs = self.post("/v3/kv/range", body, endpoint).get("kvs", [])
         return {unb64(kv["key"])[len(prefix) :]: unb64(kv.get("value")) for kv in kvs}
 

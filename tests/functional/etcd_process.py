@@ -42,7 +42,13 @@ def _write_key(path, key):
 
 def _cert(subject_cn, key, issuer=None, issuer_key=None, ca=False, eku=(), days=365):
     now = datetime.datetime.now(datetime.UTC)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject_cn)])
+    # No CN at all (subject O only): the one kind of client certificate etcd's gateway
+    # accepts once auth is on (embed/serve.go refuses any other with HTTP 400).
+    name = x509.Name(
+        [x509.NameAttribute(NameOID.COMMON_NAME, subject_cn)]
+        if subject_cn
+        else [x509.NameAttribute(NameOID.ORGANIZATION_NAME, "etcd-formula")]
+    )
     builder = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -61,13 +67,16 @@ def _cert(subject_cn, key, issuer=None, issuer_key=None, ca=False, eku=(), days=
     return builder.sign(issuer_key or key, hashes.SHA256())
 
 
-def make_pki(tls_dir, days=365):
+def make_pki(tls_dir, days=365, clients=()):
     """The member's TLS dir as the formula lays it out (etcd_settings.TLS_FILES):
-    client-ca, peer-ca, server, peer and admin certificates with their keys."""
+    client-ca, peer-ca, server, peer and admin certificates with their keys; `clients`:
+    more client certificates, (file name, CN or None for none)."""
     tls_dir.mkdir(parents=True, exist_ok=True)
     server_eku = (ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH)
+    client_eku = (ExtendedKeyUsageOID.CLIENT_AUTH,)
+    cns = {"server": "server", "peer": "peer", "admin": "admin", **dict(clients)}
     for ca_name, leaves in (
-        ("client-ca", (("server", server_eku), ("admin", (ExtendedKeyUsageOID.CLIENT_AUTH,)))),
+        ("client-ca", (("server", server_eku), ("admin", client_eku), *((f, client_eku) for f, _ in clients))),
         ("peer-ca", (("peer", server_eku),)),
     ):
         ca_key = _key()
@@ -75,7 +84,7 @@ def make_pki(tls_dir, days=365):
         (tls_dir / f"{ca_name}.crt").write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
         for leaf, eku in leaves:
             key = _key()
-            cert = _cert(leaf, key, ca_cert, ca_key, eku=eku, days=days)
+            cert = _cert(cns[leaf], key, ca_cert, ca_key, eku=eku, days=days)
             (tls_dir / f"{leaf}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
             _write_key(tls_dir / f"{leaf}.key", key)
 
@@ -83,8 +92,8 @@ def make_pki(tls_dir, days=365):
 class EtcdProcess:
     """One TLS member named `name`, its files under `root`; `site()` is its pillar."""
 
-    def __init__(self, root, name="functional"):
-        self.root, self.name = root, name
+    def __init__(self, root, name="functional", extra_args=(), clients=()):
+        self.root, self.name, self.extra_args, self.clients = root, name, list(extra_args), list(clients)
         self.client_port, self.peer_port = free_port(), free_port()
         self.tls_dir = root / "etc" / "etcd" / "pki"
         self.proc = None
@@ -116,7 +125,7 @@ class EtcdProcess:
         }
 
     def start(self):
-        make_pki(self.tls_dir)
+        make_pki(self.tls_dir, clients=self.clients)
         bindir = self.root / "release"
         with tarfile.open(RELEASES / f"etcd-v{VERSION}-linux-amd64.tar.gz") as tar:
             tar.extractall(bindir, filter="data")
@@ -144,6 +153,7 @@ class EtcdProcess:
             f"--peer-key-file={pki / 'peer.key'}",
             f"--peer-trusted-ca-file={pki / 'peer-ca.crt'}",
             "--peer-client-cert-auth",
+            *self.extra_args,
         ]
         self.log = open(self.root / "etcd.log", "wb")  # noqa: SIM115 (closed in stop)
         self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT)
