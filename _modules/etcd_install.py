@@ -218,7 +218,7 @@ def package_install(names, version, service="etcd", refresh=True, download_only=
         return changes
     __salt__["pkg.hold"](pkgs=names)
     now = packages(names)
-    wrong = [n for n, p in now.items() if p["version"] != version]
+    wrong = etcd_package.off_pin(now, version)
     if wrong:
         raise CommandExecutionError(
             f"after the install {', '.join(wrong)} are not at {version}: {now}; check etcd:source:package_version"

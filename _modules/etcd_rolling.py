@@ -24,6 +24,7 @@ import etcd_fresh
     etcd_leader,
     etcd_lock,
     etcd_node,
+    etcd_package,
     etcd_releases,
     etcd_settings,
     etcd_snapshot,
@@ -38,6 +39,7 @@ import etcd_fresh
     "etcd_leader",
     "etcd_lock",
     "etcd_node",
+    "etcd_package",
     "etcd_releases",
     "etcd_settings",
     "etcd_snapshot",
@@ -347,7 +349,7 @@ def _switch_binaries(s, version_change):
     try:
         if src["type"] == "package":
             have = __salt__["etcd_install.packages"](src["packages"])
-            if any(p["version"] != src["package_version"] for p in have.values()):
+            if etcd_package.off_pin(have, src["package_version"]):
                 __salt__["etcd_install.package_install"](
                     src["packages"], src["package_version"], svc["name"], refresh=False
                 )

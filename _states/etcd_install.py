@@ -3,7 +3,7 @@
 import etcd_fresh
 
 # One shared copy of each synced _utils module, all replaced after a sync (etcd_fresh).
-(etcd_node, etcd_releases) = etcd_fresh.load("etcd_node", "etcd_releases")
+(etcd_node, etcd_package, etcd_releases) = etcd_fresh.load("etcd_node", "etcd_package", "etcd_releases")
 
 from salt.exceptions import CommandExecutionError  # noqa: E402
 
@@ -107,7 +107,7 @@ def packages_installed(name, packages, package_version, service="etcd", bin_dir=
         have = mod["etcd_install.packages"](packages)
     except CommandExecutionError as exc:
         return dict(ret, result=False, comment=str(exc))
-    at_pin = all(p["version"] == package_version for p in have.values())
+    at_pin = not etcd_package.off_pin(have, package_version)
     if at_pin and all(p["held"] for p in have.values()):
         ret["comment"] = f"{label} installed and held"
         return ret

@@ -78,6 +78,12 @@ def _ours(path):
         return False
 
 
+def off_pin(have, version):
+    """The packages of `have` ({name: {"version": ...}}, etcd_install.packages) that are
+    not installed at `version`, in order: [] when all are at the pin."""
+    return [name for name, p in have.items() if p["version"] != version]
+
+
 def parse_dpkg_query(text):
     """`dpkg-query -W -f '${Package} ${Version} ${db:Status-Want} ${db:Status-Status}\\n'`
     as {package: {"version": str or None, "held": bool}}; a package known to dpkg but not

@@ -129,3 +129,10 @@ def test_dpkg_query_lines_give_version_and_hold():
         "etcd-client": {"version": "3.4.23-4+b4", "held": False},
         "etcd-old": {"version": None, "held": False},
     }
+
+
+def test_off_pin_names_every_package_not_at_the_pin():
+    have = {"etcd-server": {"version": "3.4.23-4+b4"}, "etcd-client": {"version": None}}
+    assert etcd_package.off_pin(have, "3.4.23-4+b4") == ["etcd-client"]
+    assert etcd_package.off_pin(have, "3.4.23-4+b4+lab1") == ["etcd-server", "etcd-client"]
+    assert etcd_package.off_pin({"etcd-server": {"version": "3.4.23-4+b4"}}, "3.4.23-4+b4") == []
