@@ -208,6 +208,8 @@ def package_install(names, version, service="etcd", refresh=True, download_only=
     try:
         with etcd_package.services_blocked(_blocked_names(service)):
             changes = __salt__["pkg.install"](pkgs=wanted, refresh=refresh, downloadonly=download_only)
+    except ValueError as exc:  # the guard refused the service name before writing anything
+        raise CommandExecutionError(str(exc)) from exc
     except CommandExecutionError as exc:
         errors = "; ".join((getattr(exc, "info", None) or {}).get("errors") or []) or str(exc)
         raise CommandExecutionError(

@@ -13,6 +13,8 @@ import contextlib
 import os
 import re
 
+from etcd_names import UNIT
+
 # Debian policy 5.6.1 and 5.6.12; RPM names and versions fit the same patterns.
 NAME = re.compile(r"^[a-z0-9][a-z0-9+.-]{1,62}$")
 VERSION = re.compile(r"^(?:[0-9]{1,5}:)?[0-9][A-Za-z0-9.+~]*(?:-[A-Za-z0-9.+~]+)?$")
@@ -34,6 +36,10 @@ def policy_script(services, previous=None):
     """A policy-rc.d that refuses (101) every action on `services` (names, validated unit
     names) and hands every other service to the site's own policy-rc.d (`previous`, kept
     beside it), or allows it."""
+    # The names become a shell case pattern: unit names only (a CLI argument may be anything).
+    bad = [s for s in services if not isinstance(s, str) or not UNIT.match(s)]
+    if bad:
+        raise ValueError(f"{bad!r}: not systemd unit names (etcd:service:name)")
     names = sorted({n for s in services for n in (s, f"{s}.service")})
     other = f'exec {previous} "$@"' if previous else "exit 0"
     return (
@@ -53,12 +59,14 @@ def services_blocked(services, path=POLICY_RC):
     back. One left behind by a run that died (it carries MARK) is replaced, and the
     site's, if any, restored from beside it."""
     aside = f"{path}.etcd-formula-site"
+    site_has_one = os.path.exists(aside) or (os.path.exists(path) and not _ours(path))
+    text = policy_script(services, aside if site_has_one else None)  # refuses bad names first
     if os.path.exists(path) and not _ours(path):
         os.replace(path, aside)
     previous = aside if os.path.exists(aside) else None
     tmp = f"{path}.etcd-formula-tmp"
     with open(tmp, "w") as fh:
-        fh.write(policy_script(services, previous))
+        fh.write(text)
     os.chmod(tmp, 0o755)
     os.replace(tmp, path)
     try:

@@ -136,3 +136,14 @@ def test_off_pin_names_every_package_not_at_the_pin():
     assert etcd_package.off_pin(have, "3.4.23-4+b4") == ["etcd-client"]
     assert etcd_package.off_pin(have, "3.4.23-4+b4+lab1") == ["etcd-server", "etcd-client"]
     assert etcd_package.off_pin({"etcd-server": {"version": "3.4.23-4+b4"}}, "3.4.23-4+b4") == []
+
+
+@pytest.mark.parametrize("service", ["etcd;reboot", "etcd) exit 0 ;; *", "", 7])
+def test_the_guard_takes_only_unit_names_and_leaves_the_sites_policy_in_place(tmp_path, service):
+    path = tmp_path / "policy-rc.d"
+    path.write_text("#!/bin/sh\nexit 0\n")
+    with pytest.raises(ValueError, match="not systemd unit names"):
+        with etcd_package.services_blocked([service], str(path)):
+            pass
+    assert path.read_text() == "#!/bin/sh\nexit 0\n"
+    assert not (tmp_path / "policy-rc.d.etcd-formula-site").exists()
