@@ -9,10 +9,12 @@ master (``cp.push``) and asks the master's store to accept it (``etcd_store.acce
 through ``publish.runner``: the master checks the sender is a member of the cluster by its
 own pillar, and the sha256). Only then is the interval marked done and the copy recorded
 as the newest verified off-node backup, which the health check judges. A member that fails
-frees the claim, so another member takes the same interval.
+records that in etcd and frees the claim, so another member takes the same interval (and
+the failed one does not claim it again).
 """
 
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -41,6 +43,8 @@ import etcd_fresh
     "etcd_topology",
     "etcd_transfer",
 )
+
+log = logging.getLogger(__name__)
 
 __virtualname__ = "etcd_backup"
 
@@ -71,7 +75,7 @@ def scheduled():
     interval has no verified off-node snapshot yet and it is this member's turn, claim
     the interval, snapshot, verify, push to the master and record it. Sends
     ``etcd/<cluster>/backup/done`` or ``.../failed``; a member that is not to act
-    returns why (``done``, ``busy``, ``defer``, ``not serving``).
+    returns why (``done``, ``busy``, ``tried``, ``defer``, ``not serving``).
 
     CLI Example:
 
@@ -89,15 +93,20 @@ def scheduled():
         slot = etcd_backup.slot(now, b["interval"])
         done = client.get(etcd_keys.backup_done(cluster, slot), endpoint=local)
         claimed = client.get(etcd_keys.backup_claim(cluster, slot), endpoint=local)
+        failed = set(client.get_prefix(etcd_keys.backup_failed(cluster, slot), keys_only=True, endpoint=local))
     except etcd_client.EtcdError as exc:
         return {"action": "skip", "comment": f"this member does not serve: {exc}"}
     report = etcd_health.assess(etcd_health.gather(client, s, me), s)
     rows = {m["name"]: m for m in report["members"]}
     if not (rows.get(me) or {}).get("serving"):
         return {"action": "skip", "comment": "this member does not serve: no snapshot from it"}
-    followers = [n for n, m in rows.items() if m["serving"] and not m["leader"] and not m["learner"]]
+    followers = [
+        n for n, m in rows.items() if m["serving"] and not m["leader"] and not m["learner"] and n not in failed
+    ]
     elapsed = now % b["interval"]
-    action = etcd_backup.turn(bool(done), bool(claimed), report.get("leader") == me, followers, elapsed, b["interval"])
+    action = etcd_backup.turn(
+        bool(done), bool(claimed), report.get("leader") == me, followers, elapsed, b["interval"], me in failed
+    )
     if action != "claim":
         return {"action": action, "slot": slot, "comment": _why(action, claimed)}
     try:
@@ -111,6 +120,7 @@ def scheduled():
     try:
         got = _backup(s, client, local, slot=slot)
     except Exception as exc:  # the job's only witness: a failure must reach the master
+        _failed(client, b, cluster, slot, me)
         client.lease_revoke(lease)  # another member takes the interval
         _event(s, "failed", {"member": me, "slot": slot, "error": str(exc)[:500]})
         return {"action": "failed", "slot": slot, "comment": str(exc)}
@@ -120,9 +130,22 @@ def scheduled():
     return {"action": "done", "slot": slot, "comment": got["comment"], **got["record"]}
 
 
+def _failed(client, b, cluster, slot, me):
+    """Record that this member's snapshot failed in `slot`, so that it does not claim the
+    slot again and the leader stops leaving the slot to it. Best effort: etcd may refuse
+    the write (e.g. NOSPACE), and then the member merely tries again at its next look."""
+    try:
+        lease = client.lease_grant(2 * b["interval"] + b["timeout"])
+        client.put(etcd_keys.backup_failed(cluster, slot) + me, json.dumps({"time": time.time()}), lease=lease)
+    except etcd_client.EtcdError as exc:
+        log.warning("etcd_backup: the failure in interval %s could not be recorded: %s", slot, exc)
+
+
 def _why(action, claimed):
     if action == "busy":
         return f"{_holder(claimed)} is taking this interval's snapshot"
+    if action == "tried":
+        return "this member's snapshot failed in this interval: another member takes it"
     if action == "defer":
         return "the leader leaves the snapshot to a healthy follower"
     return "this interval has its verified snapshot"

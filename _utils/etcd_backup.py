@@ -43,20 +43,26 @@ def leader_waits(interval):
     return int(interval) - check_seconds(interval)
 
 
-def turn(done, claimed, am_leader, healthy_followers, elapsed, interval):
+def turn(done, claimed, am_leader, healthy_followers, elapsed, interval, failed_here=False):
     """What this member's job does now, `elapsed` seconds into the current slot:
 
     - ``done``: the slot has its verified snapshot;
     - ``busy``: another member holds the slot's claim (its lease ends if it dies);
-    - ``defer``: this member is the leader, a healthy follower can take it, and the slot
-      is not yet in its last check period (a snapshot costs the leader the most);
-    - ``claim``: take the claim and snapshot. A follower whose snapshot fails frees the
-      claim, so another follower, or in the end the leader, takes the slot.
+    - ``tried``: this member's snapshot failed in this slot (``failed_here``): another
+      member takes it, and this one does not hold the claim again to fail once more (a
+      claim held by a failing follower in the leader's only look lost the slot);
+    - ``defer``: this member is the leader, a healthy follower that has not failed in this
+      slot can take it (``healthy_followers`` leaves out those that have), and the slot is
+      not yet in its last check period (a snapshot costs the leader the most);
+    - ``claim``: take the claim and snapshot. A follower whose snapshot fails records that
+      and frees the claim, so another follower, or in the end the leader, takes the slot.
     """
     if done:
         return "done"
     if claimed:
         return "busy"
+    if failed_here:
+        return "tried"
     if am_leader and healthy_followers and elapsed < leader_waits(interval):
         return "defer"
     return "claim"

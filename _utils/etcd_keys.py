@@ -7,6 +7,7 @@ that names them (the cluster name is checked by etcd_names.NAME before it gets h
 - ``upgrade-snapshot/<from>-to-<to>``: the verified snapshot before an upgrade
 - ``tls/<member>``: each member's TLS record (what its running etcd trusts and holds)
 - ``backup/claim/<slot>``: the member taking this interval's snapshot, on its lease
+- ``backup/failed/<slot>/<member>``: that member's snapshot failed in this interval (on a lease)
 - ``backup/done/<slot>``: the interval's verified off-node copy (kept a day, on a lease)
 - ``backup/latest``: the newest verified off-node copy (what the health check judges)
 - ``backup/since``: when the backup job first ran for this cluster
@@ -49,6 +50,11 @@ def tls_record(cluster, member):
 
 def backup_claim(cluster, slot):
     return f"{prefix(cluster)}/backup/claim/{int(slot)}"
+
+
+def backup_failed(cluster, slot):
+    """The prefix of the members whose snapshot failed in `slot`: a key per member."""
+    return f"{prefix(cluster)}/backup/failed/{int(slot)}/"
 
 
 def backup_done(cluster, slot):

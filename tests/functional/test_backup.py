@@ -100,6 +100,18 @@ def test_a_claimed_interval_is_left_to_its_holder(member, loaders):
     assert loaders.modules.etcd_backup.snapshots() == []
 
 
+def test_a_failed_snapshot_is_recorded_and_not_claimed_again_in_its_interval(member, loaders):
+    member.backups.write_text("a file where the backup directory belongs")
+    first = loaders.modules.etcd_backup.scheduled()
+    assert first["action"] == "failed", first
+    c = client(loaders)
+    assert list(c.get_prefix(etcd_keys.backup_failed("functional", first["slot"]))) == [ME]
+    assert not c.get(etcd_keys.backup_claim("functional", first["slot"]))  # freed for another member
+    again = loaders.modules.etcd_backup.scheduled()
+    assert again["action"] == "tried" and again["slot"] == first["slot"], again
+    assert "another member takes it" in again["comment"]
+
+
 def test_stale_backups_make_the_report_degraded_never_the_gate(member, set_pillar, loaders):
     c = client(loaders)
     c.put(etcd_keys.backup_since("functional"), json.dumps({"time": time.time() - 10000}))

@@ -118,7 +118,8 @@ def test_one_follower_snapshots_each_interval_and_the_master_verifies_the_copy(c
 
 def test_when_the_followers_fail_the_leader_takes_the_interval(cluster, event_listener):
     """Both followers' snapshots fail (a 4 KiB filesystem under their backup dir): each
-    frees its claim, and the leader takes every interval in its last check period."""
+    records the failure and frees its claim, does not claim that interval again, and the
+    leader takes every interval once both have failed it (or in its last check period)."""
     led = leader(cluster)
     followers = [m for m in MEMBERS if m != led]
     where = cluster.salt(led, "etcd_cluster.settings")[led]["backup"]["dir"]
@@ -136,12 +137,18 @@ def test_when_the_followers_fail_the_leader_takes_the_interval(cluster, event_li
     done = [e.data for e in events if e.tag.endswith("/done")]
     assert failed and {f["id"] for f in failed} <= set(followers), failed
     assert all("MiB free" in f["data"]["error"] for f in failed), failed
+    tries = [(f["id"], f["data"]["slot"]) for f in failed]
+    assert len(set(tries)) == len(tries), f"a follower claimed an interval it had failed again: {tries}"
     slots = [d["data"]["slot"] for d in done]
     assert len(slots) >= 2 and len(set(slots)) == len(slots), slots
     assert {d["id"] for d in done} == {led}, done
+    # The leader took each interval only once both followers had failed it, or in its last
+    # check period (a follower that had not looked yet).
     waits = INTERVAL - cluster.salt(led, "etcd_backup.check_seconds")[led]
-    assert all(d["data"]["time"] % INTERVAL >= waits for d in done), [d["data"]["time"] % INTERVAL for d in done]
+    failed_in = {s: {m for m, t in tries if t == s} for s in slots}
     phases = [round(d["data"]["time"] % INTERVAL, 1) for d in done]
+    early = [d["data"]["slot"] for d in done if d["data"]["time"] % INTERVAL < waits]
+    assert all(failed_in[s] == set(followers) for s in early), (failed_in, phases)
     print(
         f"backups with failing followers: {len(failed)} failures from {sorted({f['id'] for f in failed})}, "
         f"{len(slots)} intervals taken by the leader {led} at {phases} s into them"

@@ -34,6 +34,24 @@ def test_whose_turn_an_interval_is(done, claimed, leader, followers, elapsed, in
     assert etcd_backup.turn(done, claimed, leader, followers, elapsed, interval) == action
 
 
+@pytest.mark.parametrize(
+    ("claimed", "leader", "followers", "elapsed", "failed_here", "action"),
+    [
+        # A member whose snapshot failed in this interval does not claim it again: its
+        # claim would be held (and fail) when the leader has its one look in its window.
+        (False, False, ["etcd3"], 5, True, "tried"),
+        (False, True, [], 15, True, "tried"),  # the leader failed too: the next interval
+        (True, False, ["etcd3"], 5, True, "busy"),
+        # The caller leaves out of `followers` those that failed here: with none left the
+        # leader takes the interval at once, not only in its last check period.
+        (False, True, [], 2, False, "claim"),
+        (False, True, ["etcd3"], 2, False, "defer"),
+    ],
+)
+def test_a_failed_snapshot_is_not_retried_by_the_same_member(claimed, leader, followers, elapsed, failed_here, action):
+    assert etcd_backup.turn(False, claimed, leader, followers, elapsed, 20, failed_here) == action
+
+
 @pytest.mark.parametrize("interval", [20, 30, 39, 40, 60, 100, 3600, 86400])
 @pytest.mark.parametrize("phase", [0, 1, 4.9, 5, 9.9, 14, 19.5])
 def test_the_leader_always_gets_a_look_in_its_window(interval, phase):
