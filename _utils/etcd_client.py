@@ -393,11 +393,41 @@ class Client:
     def user_get(self, name):
         return self.post("/v3/auth/user/get", {"name": name})
 
-    def user_add(self, name, password):
+    def user_add(self, name, password=None):
+        """A user with `password`, or (None) one that only a client certificate with its
+        name as CN can be (etcd's no_password option)."""
+        body = {"name": name, "password": password} if password else {"name": name, "options": {"no_password": True}}
         try:
-            return self.post("/v3/auth/user/add", {"name": name, "password": password})
+            return self.post("/v3/auth/user/add", body)
         except EtcdError as exc:
-            raise EtcdError(f"adding user {name!r} failed: {_without(str(exc), password)}") from None
+            raise EtcdError(f"adding user {name!r} failed: {_without(str(exc), password or '')}") from None
+
+    def user_list(self):
+        return sorted(self.post("/v3/auth/user/list", {}).get("users", []))
+
+    def role_list(self):
+        return sorted(self.post("/v3/auth/role/list", {}).get("roles", []))
+
+    def role_get(self, name):
+        """The role's permissions as (key, range_end, PERMISSION) (the gateway leaves out
+        permType for READ, its zero value)."""
+        perms = self.post("/v3/auth/role/get", {"role": name}).get("perm", [])
+        return sorted((unb64(p.get("key")), unb64(p.get("range_end")), p.get("permType", "READ")) for p in perms)
+
+    def role_revoke(self, role, key, range_end):
+        body = {"role": role, "key": b64(key), "range_end": b64(range_end)}
+        return self.post("/v3/auth/role/revoke", body)
+
+    def role_grant(self, role, key, range_end, perm):
+        perm_body = {"permType": perm, "key": b64(key), "range_end": b64(range_end)}
+        return self.post("/v3/auth/role/grant", {"name": role, "perm": perm_body})
+
+    def count(self, key, range_end):
+        """How many keys are in [key, range_end) ("\\0": to the end), and the first of them."""
+        body = {"key": b64(key), "range_end": b64(range_end), "keys_only": True, "limit": 1}
+        raw = self.post("/v3/kv/range", body)
+        kvs = raw.get("kvs", [])
+        return int(raw.get("count", 0)), (unb64(kvs[0]["key"]) if kvs else None)
 
     def role_add(self, name):
         return self.post("/v3/auth/role/add", {"name": name})
@@ -406,8 +436,7 @@ class Client:
         return self.post("/v3/auth/user/grant", {"user": user, "role": role})
 
     def role_grant_prefix(self, role, prefix, perm="READWRITE"):
-        perm_body = {"permType": perm, "key": b64(prefix), "range_end": b64(prefix_end(prefix))}
-        return self.post("/v3/auth/role/grant", {"name": role, "perm": perm_body})
+        return self.role_grant(role, prefix, prefix_end(prefix), perm)
 
     def auth_enable(self):
         return self.post("/v3/auth/enable", {})

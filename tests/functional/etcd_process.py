@@ -92,8 +92,9 @@ def make_pki(tls_dir, days=365, clients=()):
 class EtcdProcess:
     """One TLS member named `name`, its files under `root`; `site()` is its pillar."""
 
-    def __init__(self, root, name="functional", extra_args=(), clients=()):
+    def __init__(self, root, name="functional", extra_args=(), clients=(), version=VERSION):
         self.root, self.name, self.extra_args, self.clients = root, name, list(extra_args), list(clients)
+        self.version = version
         self.client_port, self.peer_port = free_port(), free_port()
         self.tls_dir = root / "etc" / "etcd" / "pki"
         self.proc = None
@@ -113,7 +114,7 @@ class EtcdProcess:
                 "members": {self.name: {"address": "127.0.0.1"}},
                 "listen_localhost": False,
                 "ports": {"client": self.client_port, "peer": self.peer_port},
-                "version": VERSION,
+                "version": self.version,
                 "paths": {k: str(v) for k, v in paths.items()},
                 "tuning": {"heartbeat_interval": 100, "election_timeout": 1000},
                 "tls": {"enabled": True, "mode": "files", "dir": str(self.tls_dir)},
@@ -127,7 +128,7 @@ class EtcdProcess:
     def start(self):
         make_pki(self.tls_dir, clients=self.clients)
         bindir = self.root / "release"
-        with tarfile.open(RELEASES / f"etcd-v{VERSION}-linux-amd64.tar.gz") as tar:
+        with tarfile.open(RELEASES / f"etcd-v{self.version}-linux-amd64.tar.gz") as tar:
             tar.extractall(bindir, filter="data")
         binary = next(bindir.rglob("etcd"))
         client = f"https://127.0.0.1:{self.client_port}"

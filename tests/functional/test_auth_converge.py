@@ -1,0 +1,114 @@
+"""etcd_auth's plan carried out against a real etcd (one mutual-TLS member, 3.4.23 and
+3.5.1), then auth turned on: who may do what afterwards. Groundwork of issue 21: the
+state that runs this under the cluster lock on a live cluster is still to come.
+
+Identities (etcd_auth's header): the admin certificate has CN root (etcdctl), the
+formula's gateway calls use a certificate without a CN and the etcd-formula user's
+password, the storage operator is its certificate's CN."""
+
+import subprocess
+import sys
+
+import pytest
+
+from labkit.preflight import REPO
+
+sys.path.insert(0, str(REPO / "_utils"))
+import etcd_auth  # noqa: E402
+import etcd_client  # noqa: E402
+import etcd_users  # noqa: E402
+
+PASSWORD = "f0rmula-Pw-for-the-test-only"
+CLIENTS = [("gateway", None), ("root", "root"), ("storageos", "storageos"), ("ops", "ops")]  # (file, CN)
+PILLAR = {
+    "clients": {
+        "storageos": {"prefixes": ["/storageos/"], "permission": "readwrite"},
+        "ops": {"prefixes": ["/app/"], "permission": "read"},
+    }
+}
+
+
+@pytest.fixture(params=["3.4.23", "3.5.1"])
+def member(tmp_path, request):
+    from etcd_process import EtcdProcess
+
+    m = EtcdProcess(tmp_path / "member", clients=CLIENTS, version=request.param)
+    yield m.start()
+    m.stop()
+
+
+def gateway(m, credentials=None):
+    pki = m.tls_dir
+    tls = (str(pki / "client-ca.crt"), str(pki / "gateway.crt"), str(pki / "gateway.key"))
+    return etcd_client.Client([f"https://127.0.0.1:{m.client_port}"], 3, *tls, credentials=credentials)
+
+
+def etcdctl(m, cert, *args):
+    pki = m.tls_dir
+    binary = next((m.root / "release").rglob("etcdctl"))
+    argv = [
+        str(binary), f"--endpoints=https://127.0.0.1:{m.client_port}", f"--cacert={pki / 'client-ca.crt'}",
+        f"--cert={pki / cert}.crt", f"--key={pki / cert}.key", *args,
+    ]  # fmt: skip
+    return subprocess.run(argv, capture_output=True, text=True, timeout=20, check=False)
+
+
+def test_the_plan_makes_every_identity_before_auth_is_on_and_each_is_kept_to_its_grants(member):
+    c = gateway(member)
+    for key in ("/storageos/vol1", "/app/cfg", "/etcd-formula/functional/lock"):
+        c.put(key, "before")
+    c.put("/ondat/x", "a key no client's prefix reaches")
+    want = etcd_auth.wanted(PILLAR)
+    done = etcd_users.converge(c, want, PASSWORD)
+    assert "user_add etcd-formula (password)" in done and "user_add storageos (certificate only)" in done, done
+    assert not any(PASSWORD in line for line in done)
+    assert etcd_users.converge(c, want, PASSWORD) == []  # a second run changes nothing
+    # The enable is refused while a key lies outside every grant (its writer would be locked out).
+    strays = etcd_users.strays(c, want)
+    assert strays == ["/ondat/x"], strays
+    assert "'/ondat/x'" in etcd_auth.enable_refusal(["m"], ["m"], True, strays)
+    c.delete("/ondat/x")
+    assert etcd_users.strays(c, want) == []
+    c.auth_enable()
+
+    # The storage operator: its prefix over gRPC, nothing else.
+    got = etcdctl(member, "storageos", "get", "--print-value-only", "/storageos/vol1")
+    assert got.returncode == 0 and got.stdout.strip() == "before", got
+    assert etcdctl(member, "storageos", "put", "/storageos/vol2", "1").returncode == 0
+    for key in ("/etcd-formula/functional/lock", "/app/cfg", "/other"):
+        refused = etcdctl(member, "storageos", "put", key, "taken")
+        assert refused.returncode != 0 and "permission denied" in refused.stderr, (key, refused)
+    refused = etcdctl(member, "storageos", "del", "--prefix", "/")
+    assert refused.returncode != 0 and "permission denied" in refused.stderr, refused
+    # A read-only client reads its prefix and writes nothing.
+    assert etcdctl(member, "ops", "get", "/app/cfg").returncode == 0
+    refused = etcdctl(member, "ops", "put", "/app/cfg", "changed")
+    assert refused.returncode != 0 and "permission denied" in refused.stderr, refused
+    # The admin certificate is root: a snapshot needs it.
+    snap = etcdctl(member, "root", "snapshot", "save", str(member.root / "snap.db"))
+    assert snap.returncode == 0, snap
+    # The formula's gateway identity: its keys, the members, alarms, and managing auth.
+    f = gateway(member, (etcd_auth.FORMULA_USER, PASSWORD))
+    assert f.get("/etcd-formula/functional/lock") == "before"
+    assert len(f.member_list()["members"]) == 1 and f.alarms() == []
+    assert etcd_users.converge(f, want, PASSWORD) == []
+    # Without a token the gateway serves nothing.
+    with pytest.raises(etcd_client.EtcdError):
+        gateway(member).get("/storageos/vol1")
+
+    # The way back: auth disable, and every client is what it was before.
+    f.auth_disable()
+    assert gateway(member).get("/storageos/vol1") == "before"
+    assert etcdctl(member, "ops", "put", "/app/cfg", "changed").returncode == 0
+
+
+def test_a_grant_added_by_hand_to_a_managed_role_is_revoked(member):
+    c = gateway(member)
+    want = etcd_auth.wanted(PILLAR)
+    etcd_users.converge(c, want, PASSWORD)
+    c.role_grant("storageos", "/", "\0", "READWRITE")  # "just give it everything"
+    c.role_add("hand-made")
+    done = etcd_users.converge(c, want, PASSWORD)
+    assert done == ["role_revoke storageos ['/', '\\x00')"], done
+    assert c.role_get("storageos") == [("/storageos/", "/storageos0", "READWRITE")]
+    assert "hand-made" in c.role_list()  # not the formula's: left alone
