@@ -15,13 +15,14 @@ one, so the formula's own calls log in with a password and carry a token):
   the same name limited to the prefixes ``etcd:auth:clients:<cn>`` grants.
 """
 
+import etcd_keys
 import etcd_names
 from etcd_client import prefix_end
 
 ADMIN_USER = "root"
 FORMULA_USER = "etcd-formula"
 ROOT_ROLE = "root"
-FORMULA_PREFIX = "/etcd-formula/"
+FORMULA_PREFIX = etcd_keys.ROOT
 RESERVED = (ADMIN_USER, FORMULA_USER, ROOT_ROLE)
 # etcd's names for a permission (authpb.Permission.Type), by the pillar's word.
 PERMISSIONS = {"read": "READ", "write": "WRITE", "readwrite": "READWRITE"}

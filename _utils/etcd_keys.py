@@ -14,9 +14,11 @@ that names them (the cluster name is checked by etcd_names.NAME before it gets h
 - ``maintenance/defrag/<slot>``: this defragmentation interval's run is done (on a lease)
 """
 
+ROOT = "/etcd-formula/"  # every cluster's keys; no client role may reach it (etcd_auth)
+
 
 def prefix(cluster):
-    return f"/etcd-formula/{cluster}"
+    return f"{ROOT}{cluster}"
 
 
 def lock(cluster):

@@ -169,6 +169,23 @@ class EtcdProcess:
                 time.sleep(0.1)
         raise RuntimeError("etcd did not listen within 20 s")
 
+    def client(self, cert="gateway", credentials=None):
+        """A gateway client with the client certificate `cert` (a file stem in tls_dir)."""
+        import etcd_client  # _utils is on sys.path once a test module put it there
+
+        pki = self.tls_dir
+        tls = (str(pki / "client-ca.crt"), str(pki / f"{cert}.crt"), str(pki / f"{cert}.key"))
+        return etcd_client.Client([f"https://127.0.0.1:{self.client_port}"], 3, *tls, credentials=credentials)
+
+    def etcdctl(self, cert, *args):
+        """etcdctl over gRPC as the user the certificate `cert`'s CN names."""
+        pki = self.tls_dir
+        argv = [
+            str(next((self.root / "release").rglob("etcdctl"))), f"--endpoints=https://127.0.0.1:{self.client_port}",
+            f"--cacert={pki / 'client-ca.crt'}", f"--cert={pki / cert}.crt", f"--key={pki / cert}.key", *args,
+        ]  # fmt: skip
+        return subprocess.run(argv, capture_output=True, text=True, timeout=20, check=False)
+
     def stop(self):
         if self.proc and self.proc.poll() is None:
             self.proc.terminate()

@@ -9,7 +9,6 @@ What etcd does, and what the formula must therefore do:
 - gRPC clients (etcdctl, the storage operator) are the user named by their certificate's
   CN, with no password."""
 
-import subprocess
 import sys
 import time
 
@@ -34,28 +33,11 @@ def member(tmp_path):
     m.stop()
 
 
-def _client(m, credentials=None, cert="gateway"):
-    pki = m.tls_dir
-    url = f"https://127.0.0.1:{m.client_port}"
-    tls = (str(pki / "client-ca.crt"), str(pki / f"{cert}.crt"), str(pki / f"{cert}.key"))
-    return etcd_client.Client([url], 3, *tls, credentials=credentials)
-
-
-def _etcdctl(m, cert, *args):
-    pki = m.tls_dir
-    etcdctl = next((m.root / "release").rglob("etcdctl"))
-    argv = [
-        str(etcdctl), f"--endpoints=https://127.0.0.1:{m.client_port}", f"--cacert={pki / 'client-ca.crt'}",
-        f"--cert={pki / cert}.crt", f"--key={pki / cert}.key", *args,
-    ]  # fmt: skip
-    return subprocess.run(argv, capture_output=True, text=True, timeout=20, check=False)
-
-
 @pytest.fixture
 def auth_on(member):
     """root, the formula's user (prefix /etcd-formula/) and the storage operator's (prefix
     /storageos/) made first, then auth enabled, in the order issue 21 asks."""
-    admin = _client(member, cert="admin")
+    admin = member.client("admin")
     admin.user_add("root", ROOT_PASSWORD)
     admin.user_grant_role("root", "root")
     for user, prefix, password in (("formula", "/etcd-formula/", FORMULA_PASSWORD), ("storageos", "/storageos/", "")):
@@ -70,16 +52,16 @@ def auth_on(member):
 
 def test_a_certificate_with_a_cn_is_refused_by_the_gateway_even_with_a_token(auth_on):
     with pytest.raises(etcd_client.EtcdError, match="CommonName of client sending a request against gateway"):
-        _client(auth_on, ("formula", FORMULA_PASSWORD), cert="admin").get("/etcd-formula/x")
+        auth_on.client("admin", ("formula", FORMULA_PASSWORD)).get("/etcd-formula/x")
 
 
 def test_without_a_token_every_call_is_refused(auth_on):
     with pytest.raises(etcd_client.EtcdError, match="HTTP 403 .*permission denied"):
-        _client(auth_on).put("/etcd-formula/x", "1")
+        auth_on.client().put("/etcd-formula/x", "1")
 
 
 def test_the_formulas_user_works_in_its_prefix_and_nowhere_else(auth_on):
-    c = _client(auth_on, ("formula", FORMULA_PASSWORD))
+    c = auth_on.client(credentials=("formula", FORMULA_PASSWORD))
     c.put("/etcd-formula/functional/probe", "ok")
     assert c.get("/etcd-formula/functional/probe") == "ok"
     with pytest.raises(etcd_client.EtcdError, match="permission denied"):
@@ -88,22 +70,22 @@ def test_the_formulas_user_works_in_its_prefix_and_nowhere_else(auth_on):
 
 
 def test_the_storage_operator_is_its_certificates_cn_over_grpc_and_kept_to_its_prefix(auth_on):
-    read = _etcdctl(auth_on, "storageos", "get", "--print-value-only", "/storageos/before")
+    read = auth_on.etcdctl("storageos", "get", "--print-value-only", "/storageos/before")
     assert read.returncode == 0 and read.stdout.strip() == "written before auth", read
-    assert _etcdctl(auth_on, "storageos", "put", "/storageos/x", "1").returncode == 0
+    assert auth_on.etcdctl("storageos", "put", "/storageos/x", "1").returncode == 0
     for key in ("/etcd-formula/functional/lock", "/other/x"):
-        refused = _etcdctl(auth_on, "storageos", "put", key, "taken")
+        refused = auth_on.etcdctl("storageos", "put", key, "taken")
         assert refused.returncode != 0 and "permission denied" in refused.stderr, refused
 
 
 def test_an_expired_token_is_renewed_and_the_call_goes_through(auth_on):
-    c = _client(auth_on, ("formula", FORMULA_PASSWORD))
+    c = auth_on.client(credentials=("formula", FORMULA_PASSWORD))
     c.put("/etcd-formula/functional/a", "1")
     old = c._token
     assert c.authentications == 1
     time.sleep(3.5)  # past --auth-token-ttl=2
     # The old token itself is refused now: the renewal is needed, not a formality.
-    probe = _client(auth_on)
+    probe = auth_on.client()
     probe._token = old
     status, text = probe.raw("POST", c.endpoints[0], "/v3/kv/range", {"key": etcd_client.b64("/etcd-formula/x")})
     assert status == 401 and "invalid auth token" in text, (status, text)
@@ -114,14 +96,14 @@ def test_an_expired_token_is_renewed_and_the_call_goes_through(auth_on):
 def test_a_wrong_password_is_refused_and_never_repeated(auth_on):
     wrong = "not-the-password-42"
     with pytest.raises(etcd_client.EtcdError) as raised:
-        _client(auth_on, ("formula", wrong)).get("/etcd-formula/functional/a")
+        auth_on.client(credentials=("formula", wrong)).get("/etcd-formula/functional/a")
     assert "authentication as 'formula' failed" in str(raised.value)
     assert wrong not in str(raised.value)
 
 
 def test_auth_disable_is_the_way_back(auth_on):
-    c = _client(auth_on, ("root", ROOT_PASSWORD))
+    c = auth_on.client(credentials=("root", ROOT_PASSWORD))
     c.auth_disable()
-    assert _client(auth_on, cert="admin").get("/storageos/before") == "written before auth"
-    later = _client(auth_on, ("formula", FORMULA_PASSWORD))  # credentials still configured
+    assert auth_on.client("admin").get("/storageos/before") == "written before auth"
+    later = auth_on.client(credentials=("formula", FORMULA_PASSWORD))  # credentials still configured
     assert later.get("/storageos/before") == "written before auth"  # no token needed, none asked

@@ -6,7 +6,6 @@ Identities (etcd_auth's header): the admin certificate has CN root (etcdctl), th
 formula's gateway calls use a certificate without a CN and the etcd-formula user's
 password, the storage operator is its certificate's CN."""
 
-import subprocess
 import sys
 
 import pytest
@@ -37,24 +36,8 @@ def member(tmp_path, request):
     m.stop()
 
 
-def gateway(m, credentials=None):
-    pki = m.tls_dir
-    tls = (str(pki / "client-ca.crt"), str(pki / "gateway.crt"), str(pki / "gateway.key"))
-    return etcd_client.Client([f"https://127.0.0.1:{m.client_port}"], 3, *tls, credentials=credentials)
-
-
-def etcdctl(m, cert, *args):
-    pki = m.tls_dir
-    binary = next((m.root / "release").rglob("etcdctl"))
-    argv = [
-        str(binary), f"--endpoints=https://127.0.0.1:{m.client_port}", f"--cacert={pki / 'client-ca.crt'}",
-        f"--cert={pki / cert}.crt", f"--key={pki / cert}.key", *args,
-    ]  # fmt: skip
-    return subprocess.run(argv, capture_output=True, text=True, timeout=20, check=False)
-
-
 def test_the_plan_makes_every_identity_before_auth_is_on_and_each_is_kept_to_its_grants(member):
-    c = gateway(member)
+    c = member.client()
     for key in ("/storageos/vol1", "/app/cfg", "/etcd-formula/functional/lock"):
         c.put(key, "before")
     c.put("/ondat/x", "a key no client's prefix reaches")
@@ -72,38 +55,38 @@ def test_the_plan_makes_every_identity_before_auth_is_on_and_each_is_kept_to_its
     c.auth_enable()
 
     # The storage operator: its prefix over gRPC, nothing else.
-    got = etcdctl(member, "storageos", "get", "--print-value-only", "/storageos/vol1")
+    got = member.etcdctl("storageos", "get", "--print-value-only", "/storageos/vol1")
     assert got.returncode == 0 and got.stdout.strip() == "before", got
-    assert etcdctl(member, "storageos", "put", "/storageos/vol2", "1").returncode == 0
+    assert member.etcdctl("storageos", "put", "/storageos/vol2", "1").returncode == 0
     for key in ("/etcd-formula/functional/lock", "/app/cfg", "/other"):
-        refused = etcdctl(member, "storageos", "put", key, "taken")
+        refused = member.etcdctl("storageos", "put", key, "taken")
         assert refused.returncode != 0 and "permission denied" in refused.stderr, (key, refused)
-    refused = etcdctl(member, "storageos", "del", "--prefix", "/")
+    refused = member.etcdctl("storageos", "del", "--prefix", "/")
     assert refused.returncode != 0 and "permission denied" in refused.stderr, refused
     # A read-only client reads its prefix and writes nothing.
-    assert etcdctl(member, "ops", "get", "/app/cfg").returncode == 0
-    refused = etcdctl(member, "ops", "put", "/app/cfg", "changed")
+    assert member.etcdctl("ops", "get", "/app/cfg").returncode == 0
+    refused = member.etcdctl("ops", "put", "/app/cfg", "changed")
     assert refused.returncode != 0 and "permission denied" in refused.stderr, refused
     # The admin certificate is root: a snapshot needs it.
-    snap = etcdctl(member, "root", "snapshot", "save", str(member.root / "snap.db"))
+    snap = member.etcdctl("root", "snapshot", "save", str(member.root / "snap.db"))
     assert snap.returncode == 0, snap
     # The formula's gateway identity: its keys, the members, alarms, and managing auth.
-    f = gateway(member, (etcd_auth.FORMULA_USER, PASSWORD))
+    f = member.client(credentials=(etcd_auth.FORMULA_USER, PASSWORD))
     assert f.get("/etcd-formula/functional/lock") == "before"
     assert len(f.member_list()["members"]) == 1 and f.alarms() == []
     assert etcd_users.converge(f, want, PASSWORD) == []
     # Without a token the gateway serves nothing.
     with pytest.raises(etcd_client.EtcdError):
-        gateway(member).get("/storageos/vol1")
+        member.client().get("/storageos/vol1")
 
     # The way back: auth disable, and every client is what it was before.
     f.auth_disable()
-    assert gateway(member).get("/storageos/vol1") == "before"
-    assert etcdctl(member, "ops", "put", "/app/cfg", "changed").returncode == 0
+    assert member.client().get("/storageos/vol1") == "before"
+    assert member.etcdctl("ops", "put", "/app/cfg", "changed").returncode == 0
 
 
 def test_a_grant_added_by_hand_to_a_managed_role_is_revoked(member):
-    c = gateway(member)
+    c = member.client()
     want = etcd_auth.wanted(PILLAR)
     etcd_users.converge(c, want, PASSWORD)
     c.role_grant("storageos", "/", "\0", "READWRITE")  # "just give it everything"
