@@ -1,10 +1,24 @@
 """Real Salt loaders over the repository's modules, no daemons."""
 
+import sys
+
 import pytest
 import yaml
 from saltfactories.utils.functional import Loaders
 
 from labkit.master import file_roots
+from labkit.preflight import REPO
+
+# Test modules import the formula's utils by name, as its loader modules do. etcd_fresh
+# drops every util it did not import itself at its first load() (it cannot tell whether
+# such a copy is current), which would leave a test module holding a second
+# etcd_client.EtcdError that pytest.raises does not catch: CI failed so whenever a
+# loader test ran before the auth tests. Imported here through etcd_fresh, before any
+# test module, tests and loaders hold one copy of each.
+sys.path.insert(0, str(REPO / "_utils"))
+import etcd_fresh  # noqa: E402
+
+etcd_fresh.load(*sorted(p.stem for p in (REPO / "_utils").glob("etcd_*.py") if p.stem != "etcd_fresh"))
 
 
 @pytest.fixture(scope="package")

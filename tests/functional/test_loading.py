@@ -69,6 +69,7 @@ def test_a_synced_util_reaches_modules_loaded_afterwards(all_loaded):
     import etcd_fresh
 
     before = sys.modules["etcd_migration"]
+    utils_before = {n: m for n, m in sys.modules.items() if n.startswith("etcd_")}
     path = before.__file__  # the copy this process imported (the minion's extmods/utils)
     stat = os.stat(path)
     try:
@@ -89,6 +90,11 @@ def test_a_synced_util_reaches_modules_loaded_afterwards(all_loaded):
         assert split_copies() == {}
     finally:
         os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+        # The process's copies as they were (their stamps match the restored file again):
+        # test modules imported those, and must keep sharing them with the loaders.
+        for name in [n for n in sys.modules if n.startswith("etcd_")]:
+            del sys.modules[name]
+        sys.modules.update(utils_before)
 
 
 # --- Utils are imported when a module is loaded, never later --------------------------
