@@ -194,7 +194,7 @@ def _backup(s, client, local, push=None, slot=None):
     facts = etcd_snapshot.save(
         os.path.join(s["paths"]["bin"], "etcdctl"),
         local,
-        etcd_topology.client_tls(s),
+        etcd_topology.etcdctl_tls(s),
         b["dir"],
         status.get("db_size", 0),
         f".taking-{int(time.time())}",

@@ -328,7 +328,7 @@ def _snapshot_once(s, client, local, running):
         facts = etcd_snapshot.save(
             etcdctl,
             local,
-            etcd_topology.client_tls(s),
+            etcd_topology.etcdctl_tls(s),
             s["upgrade"]["snapshot_dir"],
             (st or {}).get("db_size", 0),
             label,

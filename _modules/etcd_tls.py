@@ -96,7 +96,7 @@ def plan(against_mine=False):
     s = _settings()
     mined = trusted_cas() if against_mine else {}
     out = {}
-    for kind, k in KINDS.items():
+    for kind, k in etcd_tls.kinds(s).items():
         out[kind] = etcd_tls.judge(
             etcd_settings.tls_path(s, k["cert"]),
             etcd_settings.tls_path(s, k["key"]),
@@ -105,6 +105,9 @@ def plan(against_mine=False):
             k["eku"],
             s["tls"]["renew_days"],
             ca_pem=mined.get(k["ca"]),
+            # The CA minion pins it (an admin certificate from before 2026-12 says
+            # etcd-admin-<id>, and is reissued once); files made elsewhere are the site's.
+            subject=k["subject"] if s["tls"]["mode"] == "ca_minion" else None,
         )
     return out
 
@@ -262,7 +265,7 @@ def status():
     """
     s = _settings()
     out = {}
-    for what in etcd_tls.CERTS:
+    for what in etcd_tls.certs(s):
         path = etcd_settings.tls_path(s, what)
         cert = etcd_tls.load_cert(path)
         out[path] = etcd_tls.facts(cert) if cert else {"days_left": None, "missing": True}
@@ -280,7 +283,7 @@ def _ensure_key(s, what):
 
 def issue(kind):
     """
-    Make this member's key for ``kind`` (server, peer, admin) if missing, and have the
+    Make this member's key for ``kind`` (server, peer, admin, gateway) if missing, and have the
     CA minion sign its public key (x509_v2, ``ca_server``). Returns the new certificate's
     serial and days left; the key never leaves the node.
 
@@ -296,7 +299,8 @@ def issue(kind):
     cert_path = etcd_settings.tls_path(s, k["cert"])
     new_key = _ensure_key(s, k["key"])
     sans = _sans(s, kind)
-    request = {"CN": f"etcd-admin-{__opts__['id']}" if kind == "admin" else __opts__["id"]}
+    # What the policy pins wins (etcd_policies); the request says the same, for clarity.
+    request = {"subject": k["subject"]} if k["subject"] else {"CN": __opts__["id"]}
     if sans:
         request["subjectAltName"] = etcd_tls.san_string(sans)
     _ask_ca_to_refresh(s)
@@ -312,7 +316,9 @@ def issue(kind):
     uid, gid = _ids(s, k["cert"])
     tmp = cert_path + ".new"
     etcd_tls.write_public(tmp, pem, uid, gid)
-    problems = etcd_tls.judge(tmp, key_path, etcd_settings.tls_path(s, k["ca"]), sans, k["eku"], s["tls"]["renew_days"])
+    problems = etcd_tls.judge(
+        tmp, key_path, etcd_settings.tls_path(s, k["ca"]), sans, k["eku"], s["tls"]["renew_days"], subject=k["subject"]
+    )
     fatal = [p for p in problems if etcd_tls.RENEWAL not in p]  # a short validity is the policy's call
     if fatal:
         os.unlink(tmp)
@@ -386,7 +392,7 @@ def _record(s):
     trusts = etcd_node.running_trust(started, etcd_node.wanted(s)) or {}
     issuers = {
         kind: etcd_tls.issuer_fingerprint(etcd_settings.tls_path(s, k["cert"]), etcd_settings.tls_path(s, k["ca"]))
-        for kind, k in KINDS.items()
+        for kind, k in etcd_tls.kinds(s).items()
     }
     # Whether etcd runs with peer credentials: what turning TLS on for a running cluster
     # waits for on every member before any listens on https (etcd_migration).

@@ -136,7 +136,7 @@ def certificates(name):
         return ret
     waiting = _rotation_wait(__salt__["etcd_cluster.live_settings"](), plan)
     if waiting:
-        lacking = [k for k in waiting["kinds"] if "no certificate yet" in plan[k]]
+        lacking = [k for k in waiting["kinds"] if "no certificate yet" in plan[k] and k not in etcd_tls.OPTIONAL_KINDS]
         plan = {k: v for k, v in plan.items() if k not in waiting["kinds"]}
         ret["comment"] = f"{', '.join(waiting['kinds'])} wait for the new CA: {waiting['why']}"
         if lacking:
@@ -216,7 +216,7 @@ def files_installed(name):
         return ret
     problems = []
     me = __opts__["id"]
-    for kind, k in etcd_tls.KINDS.items():
+    for kind, k in etcd_tls.kinds(s).items():
         want = etcd_topology.member_sans(s, me) if k["sans"] else None
         found = etcd_tls.judge(src[k["cert"]], src[k["key"]], src[k["ca"]], want, k["eku"], 0)
         problems += [f"{kind} ({src[k['cert']]}): {p}" for p in found]
@@ -226,7 +226,8 @@ def files_installed(name):
     if not __opts__["test"]:  # a dry run creates nothing
         os.makedirs(s["tls"]["dir"], mode=0o755, exist_ok=True)
     copied = {}
-    for what, (_fname, owner, mode) in etcd_settings.TLS_FILES.items():
+    for what in etcd_settings.tls_files(s):
+        _fname, owner, mode = etcd_settings.TLS_FILES[what]
         dst = etcd_settings.tls_path(s, what)
         with open(src[what], "rb") as fh:
             data = fh.read()

@@ -1,10 +1,16 @@
 """The CA minion's x509_v2 signing policies: a pure function of the site's settings.
 
 One policy per member and use (``etcd_server:<id>``, ``etcd_peer:<id>``,
-``etcd_admin:<id>``), usable by that minion only, with its CN and SANs pinned: x509_v2
-lets a policy's values override the request's, so what is pinned here is what the
-certificate says, whatever the requesting minion asked for. Client bundles get
-``etcd_client:<id>`` with the CN pillar gives them (``etcd_topology.bundle_cns``).
+``etcd_admin:<id>``, ``etcd_gateway:<id>``), usable by that minion only, with its subject
+and SANs pinned: x509_v2 lets a policy's values override the request's, so what is pinned
+here is what the certificate says, whatever the requesting minion asked for. Client
+bundles get ``etcd_client:<id>`` with the CN pillar gives them (``etcd_topology.bundle_cns``).
+
+Two identities matter once etcd auth is on (etcd_auth): the admin certificate's CN is
+``root`` on every member (etcdctl over gRPC is the user its CN names; one name, so a
+member that joins needs no user made for it), and the gateway certificate has no CN at
+all (the JSON gateway refuses a client certificate with one when auth is on): its
+subject is pinned whole, which makes x509_v2 ignore every name attribute a request adds.
 """
 
 import os
@@ -13,7 +19,13 @@ import etcd_tls
 import etcd_topology
 
 GRAIN = "x509_signing_policies"  # where x509_v2 finds them (config.get) on the CA minion
-POLICY = {"server": "etcd_server", "peer": "etcd_peer", "admin": "etcd_admin", "client": "etcd_client"}
+POLICY = {
+    "server": "etcd_server",
+    "peer": "etcd_peer",
+    "admin": "etcd_admin",
+    "gateway": "etcd_gateway",
+    "client": "etcd_client",
+}
 CA_STEMS = {"client_ca": "client-ca", "peer_ca": "peer-ca"}
 
 
@@ -48,7 +60,8 @@ def signing_policies(s):
             "client_ca", "serverAuth, clientAuth", name, CN=name, subjectAltName=sans
         )
         out[policy_name("peer", name)] = policy("peer_ca", "serverAuth, clientAuth", name, CN=name, subjectAltName=sans)
-        out[policy_name("admin", name)] = policy("client_ca", "clientAuth", name, CN=f"etcd-admin-{name}")
+        out[policy_name("admin", name)] = policy("client_ca", "clientAuth", name, CN=etcd_tls.ADMIN_CN)
+        out[policy_name("gateway", name)] = policy("client_ca", "clientAuth", name, subject=etcd_tls.GATEWAY_SUBJECT)
     for minion, cn in sorted(etcd_topology.bundle_cns(s).items()):
         out[policy_name("client", minion)] = policy("client_ca", "clientAuth", minion, CN=cn)
     return out

@@ -194,7 +194,13 @@ TLS_FILES = {
     "peer_key": ("peer.key", "etcd", 0o600),
     "admin_cert": ("admin.crt", "root", 0o644),
     "admin_key": ("admin.key", "root", 0o600),
+    # The formula's own gateway calls: a client certificate without a CN (with etcd auth
+    # on, the gateway refuses one that has a CN; etcd_auth).
+    "gateway_cert": ("gateway.crt", "root", 0o644),
+    "gateway_key": ("gateway.key", "root", 0o600),
 }
+# Mode files: what a site may leave out (the formula's calls then use the admin pair).
+OPTIONAL_FILES = ("gateway_cert", "gateway_key")
 ADVERTISE_MODES = ("ip", "fqdn")
 COMPACTION_MODES = ("revision", "periodic")
 MAX_QUOTA = 8 * 1024**3
@@ -261,3 +267,12 @@ def scheme(settings):
 def tls_path(settings, what):
     """Where a member keeps one piece of its TLS material (TLS_FILES): the one place."""
     return os.path.join(settings["tls"]["dir"], TLS_FILES[what][0])
+
+
+def tls_files(settings):
+    """The TLS_FILES a member holds: all of them when the CA minion issues them; in mode
+    files, those `tls:files` gives (the optional gateway pair may be left out)."""
+    if settings["tls"].get("mode") != "files":
+        return list(TLS_FILES)
+    given = settings["tls"].get("files") or {}
+    return [w for w in TLS_FILES if w not in OPTIONAL_FILES or w in given]

@@ -13,13 +13,21 @@ import os
 import re
 import tempfile
 
+import etcd_settings
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+# The admin certificate's CN: etcdctl over gRPC is the etcd user its CN names, with auth
+# on (etcd_auth.ADMIN_USER); one name on every member, so a member that joins needs no
+# user of its own. The gateway certificate has no CN: with auth on, the JSON gateway
+# refuses a client certificate that has one (the formula's calls log in instead).
+ADMIN_CN = "root"
+GATEWAY_SUBJECT = "O=etcd-formula"
 # A member's certificates: their files (etcd_settings.TLS_FILES), the CA that must have
-# signed each, its extended key usages, and whether it names the member (SANs).
+# signed each, its extended key usages, whether it names the member (SANs), and the
+# subject the CA minion pins (None: the member's id as CN).
 KINDS = {
     "server": {
         "cert": "server_cert",
@@ -27,6 +35,7 @@ KINDS = {
         "ca": "client_ca",
         "eku": ("serverAuth", "clientAuth"),
         "sans": True,
+        "subject": None,
     },
     "peer": {
         "cert": "peer_cert",
@@ -34,11 +43,46 @@ KINDS = {
         "ca": "peer_ca",
         "eku": ("serverAuth", "clientAuth"),
         "sans": True,
+        "subject": None,
     },
-    "admin": {"cert": "admin_cert", "key": "admin_key", "ca": "client_ca", "eku": ("clientAuth",), "sans": False},
+    "admin": {
+        "cert": "admin_cert",
+        "key": "admin_key",
+        "ca": "client_ca",
+        "eku": ("clientAuth",),
+        "sans": False,
+        "subject": f"CN={ADMIN_CN}",
+    },
+    "gateway": {
+        "cert": "gateway_cert",
+        "key": "gateway_key",
+        "ca": "client_ca",
+        "eku": ("clientAuth",),
+        "sans": False,
+        "subject": GATEWAY_SUBJECT,
+    },
 }
-# Every certificate a member holds, CAs included (what status and the health report show).
-CERTS = ("client_ca", "peer_ca", "server_cert", "peer_cert", "admin_cert")
+# Kinds a member can do without: the formula's own calls use the admin pair meanwhile
+# (etcd_topology.client_tls), so a rotation may keep them waiting.
+OPTIONAL_KINDS = ("gateway",)
+OPTIONAL_CERTS = ("gateway_cert",)
+# Every certificate a member may hold, CAs included (what status and the health report
+# show: those of them etcd_settings.tls_files names).
+CERTS = ("client_ca", "peer_ca", "server_cert", "peer_cert", "admin_cert", "gateway_cert")
+
+
+def kinds(settings):
+    """{kind: KINDS[kind]} of the certificates this member holds (etcd_settings.tls_files)."""
+    held = set(etcd_settings.tls_files(settings))
+    return {kind: k for kind, k in KINDS.items() if k["cert"] in held}
+
+
+def certs(settings):
+    """The CERTS this member holds."""
+    held = set(etcd_settings.tls_files(settings))
+    return [what for what in CERTS if what in held]
+
+
 EKU = {"serverAuth": ExtendedKeyUsageOID.SERVER_AUTH, "clientAuth": ExtendedKeyUsageOID.CLIENT_AUTH}
 
 
@@ -177,12 +221,13 @@ def issued_by(cert, ca_cert):
     return True
 
 
-def judge(cert_path, key_path, ca_path, want_sans=None, want_eku=(), renew_days=30, ca_pem=None):
+def judge(cert_path, key_path, ca_path, want_sans=None, want_eku=(), renew_days=30, ca_pem=None, subject=None):
     """Reasons to (re)issue a certificate; empty when it is fine. Local checks only.
 
     `ca_path` is a trust bundle, the current (signing) CA first: a certificate from a
     later CA in it (one being rotated out) gets the reason PREVIOUS_CA. `ca_pem`, when
-    given, is that bundle's text instead of the file (what the next apply will write)."""
+    given, is that bundle's text instead of the file (what the next apply will write).
+    `subject` (RFC 4514), when given, is what the certificate's subject must be."""
     cert = load_cert(cert_path)
     if cert is None:
         return ["no certificate yet"]
@@ -198,9 +243,7 @@ def judge(cert_path, key_path, ca_path, want_sans=None, want_eku=(), renew_days=
         want_ip = sorted(str(ipaddress.ip_address(i)) for i in want_sans["ip"])
         if f["dns"] != sorted(want_sans["dns"]) or f["ip"] != want_ip:
             reasons.append(f"SANs {f['dns'] + f['ip']} differ from {sorted(want_sans['dns']) + want_ip}")
-    missing = sorted(set(want_eku) - set(f["eku"]))
-    if missing:
-        reasons.append(f"extended key usage lacks {', '.join(missing)}")
+    reasons += _identity_reasons(cert, f, want_eku, subject)
     try:
         key = load_key(key_path)
         if public_fingerprint(key.public_key()) != public_fingerprint(cert.public_key()):
@@ -213,6 +256,18 @@ def judge(cert_path, key_path, ca_path, want_sans=None, want_eku=(), renew_days=
             reasons.append(PREVIOUS_CA)
         else:
             reasons.append("not issued by the trusted CA")
+    return reasons
+
+
+def _identity_reasons(cert, f, want_eku, subject):
+    """Who the certificate says its holder is, and what it may do: the subject (when one
+    is pinned) and the extended key usages."""
+    reasons = []
+    if subject is not None and cert.subject.rfc4514_string() != subject:
+        reasons.append(f"subject {cert.subject.rfc4514_string()!r} is not {subject!r}")
+    missing = sorted(set(want_eku) - set(f["eku"]))
+    if missing:
+        reasons.append(f"extended key usage lacks {', '.join(missing)}")
     return reasons
 
 

@@ -4,9 +4,10 @@ running cluster moves to TLS, `serving` (etcd_cluster.live_settings) says each m
 scheme."""
 
 import ipaddress
+import os
 
 import etcd_client
-from etcd_settings import scheme, tls_on, tls_path
+from etcd_settings import scheme, tls_files, tls_on, tls_path
 
 
 def host_of(settings, name):
@@ -20,7 +21,22 @@ def url(scheme, host, port):
 
 
 def client_tls(settings):
-    """(ca, cert, key) for the formula's own calls, or Nones without TLS."""
+    """(ca, cert, key) for the formula's own gateway calls, or Nones without TLS: the
+    CN-less gateway pair (with etcd auth on, the gateway refuses a certificate with a CN),
+    or the admin pair on a member that has no gateway pair (yet: it comes with the next
+    apply), or whose site leaves it out (mode files: a pair left on disk from before is
+    from another CA, perhaps)."""
+    if not tls_on(settings):
+        return None, None, None
+    pair = ("gateway_cert", "gateway_key")
+    if "gateway_cert" not in tls_files(settings) or not all(os.path.isfile(tls_path(settings, w)) for w in pair):
+        pair = ("admin_cert", "admin_key")
+    return tuple(tls_path(settings, w) for w in ("client_ca", *pair))
+
+
+def etcdctl_tls(settings):
+    """(ca, cert, key) for etcdctl and etcdutl (snapshots), or Nones without TLS: the
+    admin pair, whose CN (root) is the etcd user a gRPC client is once auth is on."""
     if not tls_on(settings):
         return None, None, None
     return tuple(tls_path(settings, w) for w in ("client_ca", "admin_cert", "admin_key"))

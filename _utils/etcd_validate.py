@@ -24,11 +24,14 @@ from etcd_settings import (
     MANAGED_FLAGS,
     MAX_QUOTA,
     MEMBER_KEYS,
+    OPTIONAL_FILES,
     PACKAGE_BIN,
     SOURCE_TYPES,
     TLS_FILES,
     TLS_MODES,
 )
+
+PAIR = " (the gateway pair goes together: a client certificate without a CN, and its key)"
 
 
 class Findings:
@@ -419,9 +422,16 @@ def _validate_tls(settings, f):  # noqa: PLR0912 (one rule per tls key)
                     f"unknown TLS file {what!r}",
                     f"did you mean `{near[0]}`?" if near else "remove it",
                 )
+        gateway = [w for w in OPTIONAL_FILES if w in files]
         for what in TLS_FILES:
+            if what in OPTIONAL_FILES and not gateway:
+                continue  # the formula's calls then use the admin pair
             if what not in files:
-                f.error(f"tls:files:{what}", f"mode files needs the path of {what}", f"set `etcd:tls:files:{what}`")
+                f.error(
+                    f"tls:files:{what}",
+                    f"mode files needs the path of {what}" + (PAIR if gateway and what in OPTIONAL_FILES else ""),
+                    f"set `etcd:tls:files:{what}`",
+                )
             elif "key" in what and not str(files[what]).startswith("/"):
                 f.error(
                     f"tls:files:{what}", "must be an absolute path on the node", "keys stay files, never pillar text"

@@ -70,11 +70,11 @@ def _cert(subject_cn, key, issuer=None, issuer_key=None, ca=False, eku=(), days=
 def make_pki(tls_dir, days=365, clients=()):
     """The member's TLS dir as the formula lays it out (etcd_settings.TLS_FILES):
     client-ca, peer-ca, server, peer and admin certificates with their keys; `clients`:
-    more client certificates, (file name, CN or None for none)."""
+    more client certificates, (file name, CN or None for none: the gateway pair)."""
     tls_dir.mkdir(parents=True, exist_ok=True)
     server_eku = (ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH)
     client_eku = (ExtendedKeyUsageOID.CLIENT_AUTH,)
-    cns = {"server": "server", "peer": "peer", "admin": "admin", **dict(clients)}
+    cns = {"server": "server", "peer": "peer", "admin": "root", **dict(clients)}
     for ca_name, leaves in (
         ("client-ca", (("server", server_eku), ("admin", client_eku), *((f, client_eku) for f, _ in clients))),
         ("peer-ca", (("peer", server_eku),)),
@@ -93,7 +93,9 @@ class EtcdProcess:
     """One TLS member named `name`, its files under `root`; `site()` is its pillar."""
 
     def __init__(self, root, name="functional", extra_args=(), clients=(), version=VERSION):
-        self.root, self.name, self.extra_args, self.clients = root, name, list(extra_args), list(clients)
+        self.root, self.name, self.extra_args = root, name, list(extra_args)
+        # The gateway pair (no CN) as the CA minion issues it: the formula's own calls use it.
+        self.clients = [("gateway", None), *(c for c in clients if c[0] != "gateway")]
         self.version = version
         self.client_port, self.peer_port = free_port(), free_port()
         self.tls_dir = root / "etc" / "etcd" / "pki"

@@ -18,7 +18,7 @@ import etcd_client  # noqa: E402
 import etcd_users  # noqa: E402
 
 PASSWORD = "f0rmula-Pw-for-the-test-only"
-CLIENTS = [("gateway", None), ("root", "root"), ("storageos", "storageos"), ("ops", "ops")]  # (file, CN)
+CLIENTS = [("storageos", "storageos"), ("ops", "ops")]  # (file, CN); admin.crt says CN=root, as the formula issues it
 PILLAR = {
     "clients": {
         "storageos": {"prefixes": ["/storageos/"], "permission": "readwrite"},
@@ -68,7 +68,7 @@ def test_the_plan_makes_every_identity_before_auth_is_on_and_each_is_kept_to_its
     refused = member.etcdctl("ops", "put", "/app/cfg", "changed")
     assert refused.returncode != 0 and "permission denied" in refused.stderr, refused
     # The admin certificate is root: a snapshot needs it.
-    snap = member.etcdctl("root", "snapshot", "save", str(member.root / "snap.db"))
+    snap = member.etcdctl("admin", "snapshot", "save", str(member.root / "snap.db"))
     assert snap.returncode == 0, snap
     # The formula's gateway identity: its keys, the members, alarms, and managing auth.
     f = member.client(credentials=(etcd_auth.FORMULA_USER, PASSWORD))

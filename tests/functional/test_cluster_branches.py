@@ -267,6 +267,34 @@ def test_tls_status_names_every_certificate_with_its_days(member, loaders):
     assert days["server.crt"] == 364 and days["peer.crt"] == 364 and days["admin.crt"] == 364, status
 
 
+def _days(s):
+    # The certificate days the health report carries (a private helper of the module).
+    return sys.modules["salt.loaded.ext.module.etcd_health"]._certificate_days(s)
+
+
+def test_the_formula_calls_with_the_gateway_pair_and_with_the_admin_pair_until_it_has_one(member, set_pillar, loaders):
+    site = member.site()
+    site["etcd"]["tls"].update(mode="ca_minion", ca_minion="ca1")  # the pair is the CA minion's to issue
+    set_pillar(site)
+    s = loaders.modules.etcd_cluster.live_settings()
+    pki = member.tls_dir
+    # The CN-less certificate is accepted by the gateway (auth off): the health check's
+    # calls, and its certificate days, include it.
+    assert etcd_topology.client_tls(s)[1] == str(pki / "gateway.crt")
+    assert loaders.modules.etcd_health.healthy()["healthy"] is True
+    assert str(pki / "gateway.crt") in _days(s)
+    # A member the new release reached before its apply: no pair yet, the admin pair
+    # serves, and the report does not call a certificate it never had expired.
+    for name in ("gateway.crt", "gateway.key"):
+        (pki / name).unlink()
+    assert etcd_topology.client_tls(s)[1] == str(pki / "admin.crt")
+    assert loaders.modules.etcd_health.healthy()["healthy"] is True
+    days = _days(s)
+    assert str(pki / "gateway.crt") not in days and days[str(pki / "admin.crt")]["days_left"] == 364, days
+    assert "gateway" in loaders.modules.etcd_tls.plan()  # the next apply issues it
+    assert loaders.modules.etcd_tls.plan()["gateway"] == ["no certificate yet"]
+
+
 def test_a_node_without_a_certificate_during_a_ca_rotation_fails_clearly(member, set_pillar, loaders):
     # A trust file with two CAs is a rotation in progress; this node has no admin
     # certificate, and none may be issued until every member trusts the new CA.

@@ -97,7 +97,7 @@ def test_schedule_fires_on_time_and_reports_ok(cluster, event_listener):
     assert report["quota_bytes"] == QUOTA  # read from the member's /metrics
     assert report["wal_fsync"]["count"] > 0
     # TLS: every certificate's days left, read in the minion process that runs the schedule.
-    assert len(report["certificates"]) == 5 and all(c["days_left"] > 300 for c in report["certificates"].values())
+    assert len(report["certificates"]) == 6 and all(c["days_left"] > 300 for c in report["certificates"].values())
     assert 0 < report["duration_ms"] < 2000
     # Every member's own check arrives, every INTERVAL seconds.
     time.sleep(4 * INTERVAL)

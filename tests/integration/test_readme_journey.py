@@ -143,7 +143,7 @@ def test_the_readme_walkthrough_as_written(user):  # noqa: PLR0915 (one story, s
     for name, report in reports.items():
         assert report["verdict"] == "ok", (name, report["reasons"])
         days = {os.path.basename(p): c["days_left"] for p, c in report["certificates"].items()}
-        assert set(days) == {"client-ca.crt", "peer-ca.crt", "server.crt", "peer.crt", "admin.crt"}, days
+        assert set(days) == {"client-ca.crt", "peer-ca.crt", "server.crt", "peer.crt", "admin.crt", "gateway.crt"}, days
         assert all(d > 300 for d in days.values()), days
 
     # The schedule every 60 s: each member's own check, sent by the minion daemon.

@@ -54,6 +54,7 @@ def test_member_sans_name_every_way_in():
         ({"mode": "vault"}, "etcd:tls:mode", "unknown TLS mode"),
         ({"mode": "files", "files": {"server_cert": "/x"}}, "etcd:tls:files:server_key", "needs the path"),
         ({"mode": "files", "files": {"server_crt": "/x"}}, "etcd:tls:files:server_crt", "did you mean"),
+        ({"mode": "files", "files": {"gateway_cert": "/x"}}, "etcd:tls:files:gateway_key", "goes together"),
         ({"key_type": "dsa"}, "etcd:tls:key_type", "unknown key type"),
         ({"dir": "pki"}, "etcd:tls:dir", "not an absolute path"),
         ({"enabled": "yes"}, "etcd:tls:enabled", "true or false"),
@@ -141,6 +142,29 @@ def test_each_reason_to_reissue(tmp_path):
     client, ckey = _leaf(tmp_path, ca, "client", SANS, eku=(ExtendedKeyUsageOID.CLIENT_AUTH,))
     assert "extended key usage lacks serverAuth" in etcd_tls.judge(client, ckey, ca[1], SANS, EKU, 30)
     assert etcd_tls.judge(str(tmp_path / "none.crt"), key, ca[1], SANS, EKU, 30) == ["no certificate yet"]
+    # A pinned subject: an admin certificate of an earlier release (CN etcd-admin-<id>)
+    # is reissued as root; one that says what is pinned needs nothing.
+    assert etcd_tls.judge(crt, key, ca[1], SANS, EKU, 30, subject="CN=root") == ["subject 'CN=server' is not 'CN=root'"]
+    assert etcd_tls.judge(crt, key, ca[1], SANS, EKU, 30, subject="CN=server") == []
+
+
+def test_mode_files_may_leave_out_the_gateway_pair_then_the_formula_calls_with_the_admin_pair(tmp_path):
+    given = {w: f"/srv/pki/{w}" for w in etcd_settings.TLS_FILES if w not in etcd_settings.OPTIONAL_FILES}
+    pillar, s = site(mode="files", files=given, dir=str(tmp_path))
+    assert [e for e in etcd_validate.validate(pillar, s, "etcd1")["errors"] if "tls" in e["key"]] == []
+    assert "gateway_cert" not in etcd_settings.tls_files(s) and "gateway" not in etcd_tls.kinds(s)
+    for what in ("gateway_cert", "gateway_key"):
+        (tmp_path / etcd_settings.TLS_FILES[what][0]).write_text("x")
+    # A pair left from the CA minion's mode is not the site's any more: the admin pair.
+    assert etcd_topology.client_tls(s)[1] == etcd_settings.tls_path(s, "admin_cert")
+    # The CA minion's mode issues the pair: once on disk, the formula calls with it.
+    _, ca_mode = site(dir=str(tmp_path))
+    assert "gateway" in etcd_tls.kinds(ca_mode)
+    assert etcd_topology.client_tls(ca_mode)[1:] == (
+        etcd_settings.tls_path(ca_mode, "gateway_cert"),
+        etcd_settings.tls_path(ca_mode, "gateway_key"),
+    )
+    assert etcd_topology.etcdctl_tls(ca_mode)[1] == etcd_settings.tls_path(ca_mode, "admin_cert")
 
 
 # When a certificate is valid, against this node's clock: (notBefore from now, days to
@@ -197,7 +221,7 @@ def test_each_member_policy_pins_its_own_names_whatever_is_asked():
     _, s = site(bundle_minions=["k8s-master1"])
     policies = etcd_policies.signing_policies(s)
     assert sorted(policies) == sorted(
-        [f"etcd_{kind}:{m}" for kind in ("server", "peer", "admin", "client") for m in s["members"]]
+        [f"etcd_{kind}:{m}" for kind in ("server", "peer", "admin", "gateway", "client") for m in s["members"]]
         + ["etcd_client:k8s-master1"]
     )
     server = policies[etcd_policies.policy_name("server", "etcd1")]
@@ -211,8 +235,14 @@ def test_each_member_policy_pins_its_own_names_whatever_is_asked():
     assert merged["CN"] == "etcd1"
     assert merged["subjectAltName"] == etcd_tls.san_string(etcd_topology.member_sans(s, "etcd1"))
     assert "10.0.0.12" not in merged["subjectAltName"]
-    admin = salt.utils.x509.merge_signing_policy(policies["etcd_admin:etcd2"], {"CN": "root"})
-    assert admin["CN"] == "etcd-admin-etcd2"
+    # The admin certificate is root in etcd (auth on) on every member, whatever is asked.
+    admin = salt.utils.x509.merge_signing_policy(policies["etcd_admin:etcd2"], {"CN": "etcd-admin-etcd2"})
+    assert admin["CN"] == "root"
+    # The gateway certificate has no CN at all, even when the request names one: the
+    # pinned subject is what x509_v2 builds the name from (a request's CN is ignored).
+    gateway = salt.utils.x509.merge_signing_policy(policies["etcd_gateway:etcd2"], {"CN": "root"})
+    name = salt.utils.x509._get_dn(gateway.get("subject") or gateway)
+    assert name.rfc4514_string() == "O=etcd-formula" and name.get_attributes_for_oid(NameOID.COMMON_NAME) == []
 
 
 def test_a_bundle_minion_gets_the_cn_pillar_gives_it_never_its_own_choice():
