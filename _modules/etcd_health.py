@@ -232,7 +232,7 @@ def _certificate_days(s):
     out = {}
     for what in etcd_tls.certs(s):
         cert = etcd_tls.load_cert(etcd_settings.tls_path(s, what))
-        if cert is None and what in etcd_tls.OPTIONAL_CERTS:
+        if cert is None and what in etcd_settings.OPTIONAL_FILES:
             continue  # not issued yet (the next apply does): the calls use the admin pair
         f = etcd_tls.facts(cert) if cert else {"days_left": -1, "starts_in_s": 0, "not_yet_valid": False}
         out[etcd_settings.tls_path(s, what)] = {k: f[k] for k in ("days_left", "starts_in_s", "not_yet_valid")}

@@ -105,7 +105,7 @@ def plan(against_mine=False):
             k["eku"],
             s["tls"]["renew_days"],
             ca_pem=mined.get(k["ca"]),
-            # The CA minion pins it (an admin certificate from before 2026-12 says
+            # The CA minion pins it (an admin certificate of an earlier release says
             # etcd-admin-<id>, and is reissued once); files made elsewhere are the site's.
             subject=k["subject"] if s["tls"]["mode"] == "ca_minion" else None,
         )

@@ -18,9 +18,6 @@ Nothing here talks to etcd or Salt; the records come in as dicts:
 
 import json
 
-# Which trust a certificate kind is checked against (etcd_tls.KINDS[kind]["ca"]).
-KIND_CA = {"server": "client_ca", "peer": "peer_ca", "admin": "client_ca", "gateway": "client_ca"}
-
 
 def parse_records(raw):
     """{name: record} from the raw values under `record_prefix` ({name: JSON text});

@@ -62,10 +62,9 @@ KINDS = {
         "subject": GATEWAY_SUBJECT,
     },
 }
-# Kinds a member can do without: the formula's own calls use the admin pair meanwhile
-# (etcd_topology.client_tls), so a rotation may keep them waiting.
-OPTIONAL_KINDS = ("gateway",)
-OPTIONAL_CERTS = ("gateway_cert",)
+# Kinds a member can do without (etcd_settings.OPTIONAL_FILES): the formula's own calls
+# use the admin pair meanwhile (etcd_topology.client_tls), so a rotation may keep them waiting.
+OPTIONAL_KINDS = tuple(kind for kind, k in KINDS.items() if k["cert"] in etcd_settings.OPTIONAL_FILES)
 # Every certificate a member may hold, CAs included (what status and the health report
 # show: those of them etcd_settings.tls_files names).
 CERTS = ("client_ca", "peer_ca", "server_cert", "peer_cert", "admin_cert", "gateway_cert")
